@@ -14,6 +14,8 @@ import math
 import re
 from typing import Final
 
+import orjson
+
 from dt_exporter.limits import TRUNCATION_MARKER
 
 _SURROGATES: Final = re.compile("[\ud800-\udfff]")
@@ -48,7 +50,7 @@ def describe(value: object) -> str:
     for render in (str, repr):
         try:
             text = render(value)
-        except Exception:  # noqa: BLE001, S112 - user objects may raise anything here
+        except Exception:  # noqa: S112 - user objects may raise anything here
             continue
         if isinstance(text, str):
             return text
@@ -67,3 +69,25 @@ def float_to_json(value: float) -> float | str:
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
+
+
+def json_dumps(value: object) -> tuple[bytes, bool]:
+    """Serialise JSON-typed `value` with orjson; say whether lone surrogates had to be scrubbed.
+
+    orjson refuses lone surrogates (they are not valid UTF-8); rather than scan every string up
+    front, we try the fast path and scrub only when it fails.
+    """
+    try:
+        return orjson.dumps(value), False
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_scrubbed(value)), True
+
+
+def _scrubbed(value: object) -> object:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(str(k)): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value

@@ -1,0 +1,88 @@
+"""A queue of finished request bodies, bounded in bytes.
+
+Overflow policy: drop the OLDEST bodies to make room (recent logs matter most while an outage
+lasts); the caller counts what was evicted as `queue_full`. A body larger than the whole bound is
+refused outright.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from dt_exporter.payload import Body
+
+
+class BodyQueue:
+    """FIFO of `Body`, thread-safe, bounded by the sum of body sizes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._bodies: deque[Body] = deque()
+        self._bytes = 0
+        self._records = 0
+        self._ready = threading.Condition(threading.Lock())
+
+    def put(self, body: Body) -> list[Body]:
+        """Queue `body`; return the bodies dropped to make room (`body` itself if it can't fit)."""
+        if body.size > self.max_bytes:
+            return [body]
+        evicted: list[Body] = []
+        with self._ready:
+            while self._bytes + body.size > self.max_bytes and self._bodies:
+                old = self._bodies.popleft()
+                self._bytes -= old.size
+                self._records -= old.records
+                evicted.append(old)
+            self._bodies.append(body)
+            self._bytes += body.size
+            self._records += body.records
+            self._ready.notify()
+        return evicted
+
+    def put_front(self, bodies: list[Body]) -> None:
+        """Return bodies to the head of the queue (split halves, unsent work), ignoring the bound:
+        they were already counted in it once."""
+        with self._ready:
+            for body in reversed(bodies):
+                self._bodies.appendleft(body)
+                self._bytes += body.size
+                self._records += body.records
+            self._ready.notify()
+
+    def get(self, timeout: float | None) -> Body | None:
+        """The oldest body, waiting up to `timeout` seconds; None if none came."""
+        with self._ready:
+            if not self._bodies and not self._ready.wait_for(lambda: bool(self._bodies), timeout):
+                return None
+            body = self._bodies.popleft()
+            self._bytes -= body.size
+            self._records -= body.records
+            return body
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a body (or a wake-up), without taking it."""
+        with self._ready:
+            return self._ready.wait_for(lambda: bool(self._bodies), timeout)
+
+    def drain(self) -> list[Body]:
+        """Take every queued body at once."""
+        with self._ready:
+            bodies = list(self._bodies)
+            self._bodies.clear()
+            self._bytes = self._records = 0
+            return bodies
+
+    def wake(self) -> None:
+        with self._ready:
+            self._ready.notify_all()
+
+    @property
+    def depth(self) -> tuple[int, int]:
+        """(records, bytes) queued now."""
+        with self._ready:
+            return self._records, self._bytes
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._bodies)

@@ -1,0 +1,379 @@
+"""`ExporterConfig`: the one place that reads environment variables.
+
+Precedence: constructor keyword arguments, then `DT_*` environment variables, then defaults.
+Every setting is listed in the README's configuration table with its default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from dt_exporter.errors import ConfigError
+from dt_exporter.limits import (
+    DEFAULT_JSON_REQUEST_BYTES,
+    DEFAULT_OTLP_REQUEST_BYTES,
+    LOGS_MAX_RECORDS_PER_REQUEST,
+    LOGS_MAX_REQUEST_BYTES,
+    PROFILES,
+    LimitProfile,
+)
+
+EndpointKind = Literal["saas", "managed", "activegate", "oneagent", "custom"]
+Protocol = Literal["json", "otlp"]
+Compression = Literal["gzip", "none"]
+
+ONEAGENT_DEFAULT_ENDPOINT: Final = "http://localhost:14499"
+#: Suffixes a user may paste as part of DT_ENDPOINT; we keep the environment's base URL.
+_API_SUFFIXES: Final = (
+    "/api/v2/logs/ingest",
+    "/api/v2/otlp/v1/logs",
+    "/api/v2/otlp",
+    "/api/v2/events/ingest",
+    "/api/v2",
+)
+#: OneAgent's local API has no `/api` prefix: http://localhost:14499/v2/logs/ingest
+_ONEAGENT_SUFFIXES: Final = ("/v2/logs/ingest", "/v2/events/ingest")
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where an environment lives, and the URL of each ingest API under it."""
+
+    base_url: str
+    kind: EndpointKind
+
+    @property
+    def is_oneagent(self) -> bool:
+        return self.kind == "oneagent"
+
+    @property
+    def logs_url(self) -> str:
+        suffix = "/v2/logs/ingest" if self.is_oneagent else "/api/v2/logs/ingest"
+        return self.base_url + suffix
+
+    @property
+    def otlp_logs_url(self) -> str:
+        return self.base_url + "/api/v2/otlp/v1/logs"
+
+    @property
+    def events_url(self) -> str:
+        suffix = "/v2/events/ingest" if self.is_oneagent else "/api/v2/events/ingest"
+        return self.base_url + suffix
+
+    def security_events_url(self, endpoint_name: str, *, legacy: bool = False) -> str:
+        table = "events.security" if legacy else "security.events"
+        return f"{self.base_url}/platform/ingest/custom/{table}/{endpoint_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    """Every setting of dt_exporter, resolved and validated."""
+
+    endpoint: Endpoint
+    token: Secret | None = None
+    protocol: Protocol = "json"
+    compression: Compression = "gzip"
+    gzip_level: int = 1
+    timeout_s: float = 10.0
+    ca_bundle: str | None = None
+    insecure_skip_tls_verify: bool = False
+    allow_insecure_http: bool = False
+    limits: LimitProfile = field(default_factory=lambda: PROFILES["grail"])
+    max_request_bytes: int = DEFAULT_JSON_REQUEST_BYTES
+    max_records_per_request: int = LOGS_MAX_RECORDS_PER_REQUEST
+    max_queue_bytes: int = 64 * 1024 * 1024
+    retry_max_elapsed_s: float = 3600.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    shutdown_timeout_s: float = 5.0
+    structure: Literal["raw", "flattened"] | None = None
+    spool_dir: str | None = None
+    spool_max_bytes: int = 512 * 1024 * 1024
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value, or None (OneAgent needs no token)."""
+        if self.token is None:
+            return None
+        value = self.token.reveal()
+        scheme = "Bearer" if value.startswith("dt0s16.") else "Api-Token"
+        return f"{scheme} {value}"
+
+    @property
+    def logs_url(self) -> str:
+        url = self.endpoint.otlp_logs_url if self.protocol == "otlp" else self.endpoint.logs_url
+        return f"{url}?structure={self.structure}" if self.structure else url
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> ExporterConfig:
+        """Resolve keyword overrides, then `env` (default `os.environ`), then defaults."""
+        return _Resolver(os.environ if env is None else env, overrides).resolve()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"ExporterConfig({shown})"
+
+
+ENV_VARS: Final[dict[str, str]] = {
+    # setting name -> environment variable (the README's configuration table follows this order)
+    "endpoint": "DT_ENDPOINT",
+    "token": "DT_API_TOKEN",
+    "protocol": "DT_EXPORTER_PROTOCOL",
+    "compression": "DT_EXPORTER_COMPRESSION",
+    "gzip_level": "DT_EXPORTER_GZIP_LEVEL",
+    "timeout_s": "DT_EXPORTER_TIMEOUT",
+    "ca_bundle": "DT_EXPORTER_CA_BUNDLE",
+    "insecure_skip_tls_verify": "DT_EXPORTER_INSECURE_SKIP_TLS_VERIFY",
+    "allow_insecure_http": "DT_EXPORTER_ALLOW_INSECURE_HTTP",
+    "limits": "DT_EXPORTER_LIMIT_PROFILE",
+    "max_request_bytes": "DT_EXPORTER_MAX_REQUEST_BYTES",
+    "max_records_per_request": "DT_EXPORTER_MAX_RECORDS_PER_REQUEST",
+    "max_queue_bytes": "DT_EXPORTER_MAX_QUEUE_BYTES",
+    "retry_max_elapsed_s": "DT_EXPORTER_RETRY_MAX_ELAPSED",
+    "backoff_initial_s": "DT_EXPORTER_BACKOFF_INITIAL",
+    "backoff_max_s": "DT_EXPORTER_BACKOFF_MAX",
+    "shutdown_timeout_s": "DT_EXPORTER_SHUTDOWN_TIMEOUT",
+    "structure": "DT_EXPORTER_STRUCTURE",
+    "spool_dir": "DT_EXPORTER_SPOOL_DIR",
+    "spool_max_bytes": "DT_EXPORTER_SPOOL_MAX_BYTES",
+}
+
+
+def read_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Read one environment variable: for modules (bridge, events) that own their settings."""
+    value = (os.environ if env is None else env).get(name)
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def parse_bool(setting: str, raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(setting, "expected true or false")
+
+
+def parse_endpoint(raw: str | None) -> Endpoint:
+    """Normalise DT_ENDPOINT into a base URL and recognise what kind of target it is."""
+    if raw is None or raw.strip() == "":
+        return Endpoint(ONEAGENT_DEFAULT_ENDPOINT, "oneagent")
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError("DT_ENDPOINT", "is not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("DT_ENDPOINT", "must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ConfigError("DT_ENDPOINT", "must not carry a query string or fragment")
+    host = parts.hostname.lower()
+    if host.endswith(".apps.dynatrace.com"):
+        raise ConfigError(
+            "DT_ENDPOINT",
+            "the ingest APIs live on {env-id}.live.dynatrace.com, not .apps. (404 otherwise)",
+        )
+    path = parts.path.rstrip("/")
+    kind: EndpointKind | None = None
+    for suffix in _API_SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    else:
+        for suffix in _ONEAGENT_SUFFIXES:
+            if path.endswith(suffix):
+                path, kind = path[: -len(suffix)], "oneagent"
+                break
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep credentials embedded in the URL
+    base = f"{parts.scheme}://{netloc}{path}"
+    if kind is None:
+        kind = _endpoint_kind(host, port, path)
+    return Endpoint(base, kind)
+
+
+def _endpoint_kind(host: str, port: int | None, path: str) -> EndpointKind:
+    if port == 14499 and is_loopback(host) and path == "":
+        return "oneagent"
+    if host.endswith((".live.dynatrace.com", ".dynatracelabs.com")):
+        return "saas"
+    if port == 9999:
+        return "activegate"
+    if path.startswith("/e/"):
+        return "managed"
+    return "custom"
+
+
+def is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Resolver:
+    """kwargs > environment > default, one setting at a time, with errors that name the setting."""
+
+    def __init__(self, env: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
+        unknown = set(overrides) - set(ENV_VARS)
+        if unknown:
+            raise ConfigError(", ".join(sorted(unknown)), "unknown setting")
+        self._env = env
+        self._overrides = overrides
+
+    def _raw(self, name: str) -> Any:
+        if name in self._overrides and self._overrides[name] is not None:
+            return self._overrides[name]
+        return read_env(ENV_VARS[name], self._env)
+
+    def _number(self, name: str, cast: type[int] | type[float], low: float, high: float) -> Any:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        try:
+            value = cast(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(ENV_VARS[name], f"expected a number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ConfigError(ENV_VARS[name], f"must be from {low} to {high}")
+        return value
+
+    def _choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        value = str(raw).strip().lower()
+        if value not in choices:
+            raise ConfigError(ENV_VARS[name], f"expected one of {', '.join(choices)}")
+        return value
+
+    def resolve(self) -> ExporterConfig:
+        raw_endpoint = self._raw("endpoint")
+        endpoint = (
+            raw_endpoint if isinstance(raw_endpoint, Endpoint) else parse_endpoint(raw_endpoint)
+        )
+        token = self._token()
+        values: dict[str, Any] = {"endpoint": endpoint, "token": token}
+        values["protocol"] = self._choice("protocol", ("json", "otlp"))
+        values["compression"] = self._choice("compression", ("gzip", "none"))
+        values["gzip_level"] = self._number("gzip_level", int, 1, 9)
+        values["timeout_s"] = self._number("timeout_s", float, 0.05, 600)
+        values["ca_bundle"] = self._path("ca_bundle")
+        for flag in ("insecure_skip_tls_verify", "allow_insecure_http"):
+            raw = self._raw(flag)
+            values[flag] = None if raw is None else parse_bool(ENV_VARS[flag], raw)
+        profile = self._raw("limits")
+        if isinstance(profile, LimitProfile):
+            values["limits"] = profile
+        elif profile is not None:
+            values["limits"] = PROFILES[self._choice("limits", tuple(PROFILES)) or "grail"]
+        values["max_request_bytes"] = self._number(
+            "max_request_bytes", int, 1024, LOGS_MAX_REQUEST_BYTES
+        )
+        values["max_records_per_request"] = self._number(
+            "max_records_per_request", int, 1, LOGS_MAX_RECORDS_PER_REQUEST
+        )
+        values["max_queue_bytes"] = self._number("max_queue_bytes", int, 1024, 2**40)
+        values["retry_max_elapsed_s"] = self._number("retry_max_elapsed_s", float, 0, 86_400)
+        values["backoff_initial_s"] = self._number("backoff_initial_s", float, 0.001, 3600)
+        values["backoff_max_s"] = self._number("backoff_max_s", float, 0.001, 3600)
+        values["shutdown_timeout_s"] = self._number("shutdown_timeout_s", float, 0, 600)
+        values["structure"] = self._choice("structure", ("raw", "flattened"))
+        values["spool_dir"] = self._raw("spool_dir")
+        values["spool_max_bytes"] = self._number("spool_max_bytes", int, 1024, 2**44)
+        config = ExporterConfig(**{k: v for k, v in values.items() if v is not None})
+        return _check(config, explicit_compression=values["compression"] is not None,
+                      explicit_request_bytes=values["max_request_bytes"] is not None)
+
+    def _token(self) -> Secret | None:
+        raw = self._raw("token")
+        if raw is None:
+            return None
+        value = raw.reveal() if isinstance(raw, Secret) else str(raw).strip()
+        for scheme in ("Api-Token ", "Bearer "):
+            if value.startswith(scheme):
+                value = value[len(scheme):].strip()
+        if not value or any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ConfigError("DT_API_TOKEN", "must be one token with no spaces or line breaks")
+        return Secret(value)
+
+    def _path(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        if not os.path.isfile(raw):
+            raise ConfigError(ENV_VARS[name], "no such file")
+        return str(raw)
+
+
+def _check(
+    config: ExporterConfig, *, explicit_compression: bool, explicit_request_bytes: bool
+) -> ExporterConfig:
+    """Cross-setting rules: what no single setting can tell on its own."""
+    endpoint = config.endpoint
+    if endpoint.is_oneagent:
+        if config.protocol == "otlp":
+            raise ConfigError(
+                "DT_EXPORTER_PROTOCOL",
+                "otlp needs DT_ENDPOINT: the OneAgent local endpoint takes no OTLP logs",
+            )
+        if explicit_compression and config.compression == "gzip":
+            raise ConfigError(
+                "DT_EXPORTER_COMPRESSION", "the OneAgent local endpoint refuses Content-Encoding"
+            )
+        config = replace(config, compression="none")
+    elif config.token is None:
+        raise ConfigError("DT_API_TOKEN", f"required for a {endpoint.kind} endpoint")
+    host = urlsplit(endpoint.base_url).hostname or ""
+    if (
+        endpoint.base_url.startswith("http://")
+        and config.token is not None
+        and not is_loopback(host)
+        and not config.allow_insecure_http
+    ):
+        raise ConfigError(
+            "DT_ENDPOINT",
+            "refusing to send the token over plain http:// to a non-loopback host; use https:// "
+            "or set DT_EXPORTER_ALLOW_INSECURE_HTTP=true",
+        )
+    if config.backoff_initial_s > config.backoff_max_s:
+        raise ConfigError("DT_EXPORTER_BACKOFF_INITIAL", "must not exceed DT_EXPORTER_BACKOFF_MAX")
+    if config.protocol == "otlp" and not explicit_request_bytes:
+        config = replace(config, max_request_bytes=DEFAULT_OTLP_REQUEST_BYTES)
+    return config

@@ -1,0 +1,325 @@
+"""The sender thread and the ONE retry loop: send, classify, back off, split on 413, account.
+
+`export()` only queues finished bodies; this thread does every byte of network I/O. Deadlines:
+each body may be retried for `max_elapsed_s`; `flush` and `shutdown` wait no longer than asked,
+and shutdown interrupts a backoff sleep at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from dt_exporter.buffer import BodyQueue
+from dt_exporter.errors import TransportError
+from dt_exporter.limits import MAX_RECORD_AGE_NS
+from dt_exporter.payload import Body, compress, decompress
+from dt_exporter.retry import PERMANENT_MEANING, Backoff, Outcome, Verdict, classify, classify_error
+from dt_exporter.stats import Accounting
+from dt_exporter.transport import SENDER_THREAD_PREFIX, Response, Transport
+
+_log = logging.getLogger(__name__)
+_LOG_EVERY_S = 60.0
+
+#: (status, response body) -> (records the server rejected, its message)
+RejectionReader = Callable[[int, bytes], tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Everything the sender needs to know about one ingest API."""
+
+    name: str
+    url: str
+    content_type: str
+    scope: str  # the token scope this endpoint needs, named when it answers 401/403
+    split: Callable[[bytes], tuple[bytes, bytes] | None]  # halves of an uncompressed body
+    count: Callable[[bytes], int]  # records in an uncompressed body
+    read_rejections: RejectionReader
+    authorization: str | None = field(default=None, repr=False)
+    fallback_url: str | None = None  # tried from then on after a 404 (legacy OpenPipeline path)
+
+
+class RateLimitedLog:
+    """One line per key per interval: a broken token must not flood the application's logs."""
+
+    def __init__(self, interval_s: float = _LOG_EVERY_S) -> None:
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, level: int, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._interval) >= self._interval:
+            self._last[key] = now
+            _log.log(level, message, *args)
+
+
+class Sender:
+    """Owns the queue's consumer thread; started lazily, restarted fresh in a forked child."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        new_transport: Callable[[], Transport],
+        accounting: Accounting,
+        *,
+        max_queue_bytes: int,
+        backoff: Backoff,
+        max_elapsed_s: float,
+        gzip_level: int = 1,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._routes = dict(routes)
+        self._new_transport = new_transport
+        self._accounting = accounting
+        self._max_queue_bytes = max_queue_bytes
+        self._backoff = backoff
+        self._max_elapsed_s = max_elapsed_s
+        self._gzip_level = gzip_level
+        self._rng = rng or random.Random()
+        self._log = RateLimitedLog()
+        self._url_overrides: dict[str, str] = {}
+        self._reset_process_state()
+        _register_fork_hook(self)
+
+    def _reset_process_state(self) -> None:
+        """Fresh locks, queue, pool and thread: at start, and in a forked child (the parent's
+        queue belongs to the parent, which delivers it)."""
+        self._pid = os.getpid()
+        self.queue = BodyQueue(self._max_queue_bytes)
+        self.transition = threading.Lock()  # held while a body moves between queue and wire
+        self._progress = threading.Condition(threading.Lock())
+        self._closing = threading.Event()
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._transport: Transport | None = None
+        self._busy = False
+
+    def after_fork_in_child(self) -> None:
+        self._reset_process_state()
+
+    # -- application side ------------------------------------------------------------------------
+
+    def submit(self, body: Body) -> None:
+        """Queue a body; never blocks on I/O. Evicted bodies are counted as `queue_full`."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        for evicted in self.queue.put(body):
+            self._accounting.drop("queue_full", evicted.records)
+            self._log(logging.WARNING, "queue_full",
+                      "dt_exporter buffer is full (%d bytes): dropping the oldest records",
+                      self._max_queue_bytes)
+        self._ensure_thread()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued has been delivered or dropped; False on timeout."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with self._progress:
+            return self._progress.wait_for(self._idle, max(deadline - time.monotonic(), 0.0))
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Drain within `timeout_s`, then abandon what is left (counted as `shutdown`)."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        self._closing.set()
+        self.queue.wake()
+        drained = self.flush(timeout_s)
+        self._abort.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        with self.transition:
+            for body in self.queue.drain():
+                self._accounting.drop("shutdown", body.records)
+        if self._transport is not None and (thread is None or not thread.is_alive()):
+            self._transport.close()
+        return drained
+
+    def _idle(self) -> bool:
+        return not self._busy and len(self.queue) == 0
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        thread = threading.Thread(target=self._run, name=f"{SENDER_THREAD_PREFIX}-{self._pid}",
+                                  daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: the queue stays, counted at shutdown
+            return
+        self._thread = thread
+
+    # -- sender thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            with self.transition:
+                body = self.queue.get(timeout=0)
+                if body is not None:
+                    self._busy = True
+                    self._accounting.set_in_flight(body.records)
+            if body is None:
+                if self._closing.is_set():
+                    break
+                self._notify_progress()
+                self.queue.wait(timeout=0.5)
+                continue
+            try:
+                self._deliver(body)
+            except Exception:  # a bug must cost this body, never the sender thread
+                _log.exception("dt_exporter: unexpected error while sending; body dropped")
+                self._finish(dropped=("internal_error", body.records))
+            self._notify_progress()
+        self._notify_progress()
+
+    def _notify_progress(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
+
+    def _finish(self, *, delivered: int = 0, dropped: tuple[str, int] | None = None,
+                requeue: list[Body] | None = None) -> None:
+        """Move the in-flight body to its final state, atomically for `stats()`."""
+        with self.transition:
+            if delivered:
+                self._accounting.deliver(delivered)
+            if dropped is not None:
+                self._accounting.drop(*dropped)
+            if requeue:
+                self.queue.put_front(requeue)
+            self._accounting.set_in_flight(0)
+            self._busy = False
+
+    def _deliver(self, body: Body) -> None:
+        route = self._routes[body.route]
+        deadline = time.monotonic() + self._max_elapsed_s
+        attempt = failures = 0
+        while True:
+            if self._abort.is_set():
+                return self._finish(dropped=("shutdown", body.records))
+            if body.oldest_ns and time.time_ns() - body.oldest_ns > MAX_RECORD_AGE_NS:
+                return self._finish(dropped=("too_old", body.records))
+            verdict, response = self._attempt(route, body, failures)
+            if verdict.outcome is Outcome.DELIVERED:
+                return self._finish(delivered=body.records)
+            if verdict.outcome is Outcome.PARTIAL:
+                return self._partial(route, body, response)
+            if verdict.outcome is Outcome.SPLIT:
+                return self._split(route, body)
+            if verdict.outcome is Outcome.DROP:
+                if verdict.reason == "http_404" and self._fall_back(route):
+                    continue
+                self._log_permanent(route, verdict, response)
+                return self._finish(dropped=(verdict.reason, body.records))
+            failures += 1
+            if verdict.immediate:
+                continue
+            attempt += 1
+            delay = self._backoff.delay(attempt, self._rng, verdict.retry_after_s)
+            if time.monotonic() + delay > deadline:
+                self._log(logging.ERROR, "retry_exhausted",
+                          "dt_exporter gave up on %d records after %d attempts (last: %s)",
+                          body.records, attempt, verdict.reason)
+                return self._finish(dropped=("retry_exhausted", body.records))
+            self._accounting.count(retries=1)
+            if self._abort.wait(delay):
+                return self._finish(dropped=("shutdown", body.records))
+
+    def _attempt(self, route: Route, body: Body, failures: int) -> tuple[Verdict, Response | None]:
+        headers = {"Content-Type": route.content_type}
+        if route.authorization:
+            headers["Authorization"] = route.authorization
+        if body.encoding == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        if self._transport is None:
+            self._transport = self._new_transport()
+        url = self._url_overrides.get(route.name, route.url)
+        self._accounting.count(requests=1)
+        try:
+            response = self._transport.post(url, body.data, headers)
+        except TransportError as exc:
+            self._log(logging.WARNING, f"transport_{exc.kind}",
+                      "dt_exporter could not reach %s (%s); will retry", _host(url), exc)
+            if exc.kind in ("reset", "timeout"):  # the server may have taken it
+                self._accounting.count(duplicates=body.records)
+            return classify_error(exc.kind, failures), None
+        return classify(response.status, response.headers, time.time()), response
+
+    def _partial(self, route: Route, body: Body, response: Response | None) -> None:
+        status, content = (response.status, response.body) if response else (200, b"")
+        rejected, message = route.read_rejections(status, content)
+        rejected = min(max(rejected, 0), body.records)
+        if status == 200 or rejected:
+            self._accounting.count(partial=1)
+            self._log(logging.WARNING, f"partial_{route.name}",
+                      "dt_exporter: Dynatrace accepted only part of a request to %s: %s",
+                      route.name, message[:300] or "(no message)")
+        self._finish(delivered=body.records - rejected,
+                     dropped=("rejected_by_server", rejected) if rejected else None)
+
+    def _split(self, route: Route, body: Body) -> None:
+        halves = route.split(decompress(body.data, body.encoding))
+        if halves is None:
+            self._log(logging.ERROR, "record_too_large",
+                      "dt_exporter: Dynatrace refused a single record as too large (413)")
+            return self._finish(dropped=("record_too_large", body.records))
+        parts = [
+            Body(body.route, compress(half, body.encoding, self._gzip_level), route.count(half),
+                 body.encoding, body.oldest_ns)
+            for half in halves
+        ]
+        lost = body.records - sum(part.records for part in parts)
+        self._finish(requeue=parts, dropped=("record_too_large", lost) if lost else None)
+
+    def _fall_back(self, route: Route) -> bool:
+        if route.fallback_url is None or route.name in self._url_overrides:
+            return False
+        self._url_overrides[route.name] = route.fallback_url
+        _log.warning("dt_exporter: %s answered 404; this tenant still uses the legacy path %s",
+                     _host(route.url), route.fallback_url.split("/platform/", 1)[-1])
+        return True
+
+    def _log_permanent(self, route: Route, verdict: Verdict, response: Response | None) -> None:
+        status = response.status if response else 0
+        meaning = PERMANENT_MEANING.get(status, "unexpected answer")
+        if status in (401, 403):
+            meaning += f" (the {route.name} endpoint needs scope {route.scope})"
+        detail = _server_message(response.body) if response else ""
+        self._log(logging.ERROR, verdict.reason, "dt_exporter: %s answered %d: %s%s",
+                  route.name, status, meaning, f" — {detail}" if detail else "")
+
+
+def _host(url: str) -> str:
+    return url.split("/", 3)[2] if "://" in url else url
+
+
+def _server_message(body: bytes) -> str:
+    """The message of Dynatrace's ErrorEnvelope, shortened; never the request."""
+    try:
+        parsed = orjson.loads(body)
+        message = parsed.get("error", {}).get("message", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return str(message)[:300]
+
+
+def _after_fork() -> None:
+    for sender in list(_SENDERS):
+        sender.after_fork_in_child()
+
+
+#: Every live sender, held weakly (a collected exporter is simply skipped after a fork); one
+#: process-wide fork hook serves them all.
+_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _register_fork_hook(sender: Sender) -> None:
+    _SENDERS.add(sender)

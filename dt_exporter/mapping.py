@@ -1,0 +1,288 @@
+"""Pure: an OpenTelemetry log record becomes one Dynatrace JSON log object, inside the limits.
+
+Field rules (https://docs.dynatrace.com/docs/analyze-explore-automate/logs/lma-log-ingestion/
+lma-log-ingestion-via-api/lma-ingest-json-txt-logs):
+- `content`: a string body as is; None is ""; bytes are base64; any other body is JSON text.
+- `timestamp`: epoch milliseconds from the record's timestamp, else its observed timestamp.
+- `loglevel`: from the severity number (table below), else from the severity text.
+- `trace_id` / `span_id`: 32 / 16 lower-case hex when the record carries a span context, plus
+  `dt.trace_sampled`.
+- resource attributes, `otel.scope.name` / `otel.scope.version`, `event.name`, then the record's
+  attributes (which win on a clash), nested mappings flattened to dotted keys.
+- an attribute named like a special field (`content`, `timestamp`, ...) is renamed `attr.<key>`
+  so it cannot replace the field.
+
+Values: str/int/float/bool/None as JSON; NaN and infinities as strings; ints beyond 64 bits,
+Decimals and other objects as their `str()`; datetimes as ISO 8601; bytes as base64; sets as
+sorted lists; a cycle as the string `<cyclic>`. Every cut is counted in `truncations`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Set
+from typing import Any, Final
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from dt_exporter.limits import LimitProfile
+from dt_exporter.text import (
+    bytes_to_text,
+    describe,
+    float_to_json,
+    json_dumps,
+    truncate_utf8,
+    utf8_len,
+)
+
+JsonObject = dict[str, Any]
+
+#: OTel SeverityNumber ranges -> Dynatrace loglevel. Every value is one Dynatrace keeps under its
+#: first-letter rule too, so the level survives whichever way a tenant reads the key. FATAL
+#: (Python's CRITICAL) becomes CRITICAL: "FATAL" would be read as EMERGENCY by that rule.
+_LEVEL_BY_RANGE: Final = (
+    (4, "DEBUG"),  # TRACE 1-4: Dynatrace maps "trace" to DEBUG
+    (8, "DEBUG"),
+    (12, "INFO"),
+    (16, "WARN"),
+    (20, "ERROR"),
+    (24, "CRITICAL"),
+)
+_LEVEL_BY_NUMBER: Final = {
+    n: next(level for top, level in _LEVEL_BY_RANGE if n <= top) for n in range(1, 25)
+}
+#: Dynatrace's documented first-letter rule, for records that carry only a severity text.
+_LEVEL_BY_PREFIX: Final = (
+    ("emerg", "EMERGENCY"), ("f", "EMERGENCY"), ("e", "ERROR"), ("a", "ALERT"),
+    ("c", "CRITICAL"), ("s", "SEVERE"), ("w", "WARN"), ("n", "NOTICE"), ("i", "INFO"),
+    ("d", "DEBUG"), ("trace", "DEBUG"), ("verbose", "DEBUG"),
+)
+SPECIAL_KEYS: Final = frozenset({"content", "timestamp", "loglevel", "trace_id", "span_id"})
+#: Attributes the mapper adds after the record's own: kept out of the attribute budget's reach.
+_RESERVED_ATTRIBUTES: Final = 4
+_CYCLIC: Final = "<cyclic>"
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_CACHE_SIZE: Final = 256
+
+
+def loglevel_for(severity_number: int | None, severity_text: str | None) -> str | None:
+    """The Dynatrace loglevel for an OTel severity; None leaves Dynatrace's default (NONE)."""
+    if severity_number:
+        return _LEVEL_BY_NUMBER.get(int(severity_number))
+    if severity_text:
+        lowered = severity_text.strip().lower()
+        for prefix, level in _LEVEL_BY_PREFIX:
+            if lowered.startswith(prefix):
+                return level
+    return None
+
+
+class RecordMapper:
+    """Maps records to Dynatrace objects; caches the flattened resource and scope per batch run.
+
+    Not thread-safe: one mapper per exporter, used under the exporter's export lock.
+    """
+
+    def __init__(self, limits: LimitProfile, truncations: Counter[str]) -> None:
+        self.limits = limits
+        self.truncations = truncations
+        self._base_cache: dict[tuple[int, int], tuple[object, object, JsonObject]] = {}
+        # Fast-path thresholds: text shorter than these many characters cannot exceed the limit.
+        self._value_chars = limits.max_value_bytes // 4
+        self._key_chars = limits.max_key_bytes // 4
+        self._content_chars = limits.max_content_bytes // 4
+
+    def map(self, record: ReadableLogRecord) -> JsonObject:
+        lr = record.log_record
+        out = dict(self._base(record.resource, record.instrumentation_scope))
+        if lr.event_name:
+            out["event.name"] = self._text(lr.event_name)
+        attributes = lr.attributes
+        if attributes:
+            self._add_attributes(out, attributes)
+        if lr.trace_id:
+            out["trace_id"] = f"{lr.trace_id:032x}"
+            if lr.span_id:
+                out["span_id"] = f"{lr.span_id:016x}"
+            out["dt.trace_sampled"] = bool(lr.trace_flags and lr.trace_flags & 0x01)
+        out["content"] = self._content(lr.body)
+        ts = lr.timestamp or lr.observed_timestamp
+        if ts:
+            out["timestamp"] = ts // 1_000_000
+        severity = lr.severity_number
+        level = loglevel_for(severity.value if severity else None, lr.severity_text)
+        if level:
+            out["loglevel"] = level
+        return out
+
+    # -- attributes -----------------------------------------------------------------------------
+
+    def _base(self, resource: Resource, scope: InstrumentationScope | None) -> JsonObject:
+        key = (id(resource), id(scope))
+        cached = self._base_cache.get(key)
+        if cached is not None and cached[0] is resource and cached[1] is scope:
+            return cached[2]
+        base: JsonObject = {}
+        self._add_attributes(base, resource.attributes)
+        if scope is not None:
+            base["otel.scope.name"] = self._text(scope.name)
+            if scope.version:
+                base["otel.scope.version"] = self._text(scope.version)
+        if len(self._base_cache) >= _CACHE_SIZE:
+            self._base_cache.clear()
+        self._base_cache[key] = (resource, scope, base)
+        return base
+
+    def _add_attributes(self, out: JsonObject, attributes: Mapping[str, Any]) -> None:
+        budget = self.limits.max_attributes - _RESERVED_ATTRIBUTES
+        for key, value in attributes.items():
+            if type(key) is not str or len(key) > self._key_chars or key in SPECIAL_KEYS:
+                key = self._key(key)
+            kind = type(value)
+            if kind is str:
+                out[key] = value if len(value) <= self._value_chars else self._text(value)
+            elif kind is int:
+                out[key] = value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
+            elif kind is bool or (kind is float and value - value == 0):  # finite float
+                out[key] = value
+            else:
+                self._flatten(out, key, value, 1, ())
+        if len(out) > budget:
+            extra = list(out)[budget:]
+            for key in extra:
+                del out[key]
+            self.truncations["attributes"] += len(extra)
+
+    def _key(self, key: object) -> str:
+        text = key if isinstance(key, str) else describe(key)
+        if text in SPECIAL_KEYS:
+            text = "attr." + text
+        if len(text) > self._key_chars and utf8_len(text) > self.limits.max_key_bytes:
+            text = text.encode("utf-8", "surrogatepass")[: self.limits.max_key_bytes].decode(
+                "utf-8", "ignore"
+            )
+            self.truncations["key"] += 1
+        return text
+
+    def _flatten(
+        self, out: JsonObject, key: str, value: object, depth: int, path: tuple[int, ...]
+    ) -> None:
+        """Nested mappings become dotted keys; anything else one JSON-safe value."""
+        if isinstance(value, Mapping):
+            if id(value) in path:
+                out[key] = _CYCLIC
+                self.truncations["cyclic"] += 1
+                return
+            if depth > self.limits.max_nesting_depth:
+                out[key] = self._text(self.json_text(value))
+                self.truncations["nesting"] += 1
+                return
+            inner = (*path, id(value))
+            for sub_key, sub_value in value.items():
+                self._flatten(out, self._key(f"{key}.{_key_text(sub_key)}"), sub_value,
+                              depth + 1, inner)
+            return
+        out[key] = self._value(value, path)
+
+    def _value(self, value: object, path: tuple[int, ...]) -> Any:
+        """One attribute value: a JSON scalar, or a list of scalars (Dynatrace arrays)."""
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, int):
+            return value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
+        if isinstance(value, float):
+            return float_to_json(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._text(bytes_to_text(value))
+        if isinstance(value, (list, tuple, Set)):
+            if id(value) in path:
+                self.truncations["cyclic"] += 1
+                return _CYCLIC
+            items = sorted(map(describe, value)) if isinstance(value, Set) else list(value)
+            limit = self.limits.max_values_per_attribute
+            if len(items) > limit:
+                items = items[:limit]
+                self.truncations["array"] += 1
+            inner = (*path, id(value))
+            return [self._element(item, inner) for item in items]
+        return self._text(_scalar_text(value))
+
+    def _element(self, item: object, path: tuple[int, ...]) -> Any:
+        """Array elements are scalars; a nested container becomes its JSON text."""
+        if isinstance(item, (Mapping, list, tuple, Set)):
+            if id(item) in path:
+                self.truncations["cyclic"] += 1
+                return _CYCLIC
+            return self._text(self.json_text(item))
+        return self._value(item, path)
+
+    def _text(self, text: str) -> str:
+        if len(text) <= self._value_chars:
+            return text
+        cut, truncated = truncate_utf8(text, self.limits.max_value_bytes)
+        if truncated:
+            self.truncations["value"] += 1
+        return cut
+
+    # -- content --------------------------------------------------------------------------------
+
+    def _content(self, body: object) -> str:
+        if type(body) is str:
+            text = body
+        elif body is None:
+            return ""
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            text = bytes_to_text(body)
+        else:
+            text = self.json_text(body)
+        if len(text) <= self._content_chars:
+            return text
+        cut, truncated = truncate_utf8(text, self.limits.max_content_bytes)
+        if truncated:
+            self.truncations["content"] += 1
+        return cut
+
+    def json_text(self, value: object) -> str:
+        """Any value as compact JSON text, never raising (cycles become "<cyclic>")."""
+        data, scrubbed = json_dumps(_json_tree(value, ()))
+        if scrubbed:
+            self.truncations["invalid_unicode"] += 1
+        return data.decode()
+
+
+def _key_text(key: object) -> str:
+    return key if isinstance(key, str) else describe(key)
+
+
+def _scalar_text(value: object) -> str:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return describe(value)
+
+
+def _json_tree(value: object, path: tuple[int, ...]) -> Any:
+    """A structure orjson can serialise: JSON types only, no cycles, no huge ints, no NaN."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+    if isinstance(value, float):
+        return float_to_json(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes_to_text(value)
+    if isinstance(value, (Mapping, list, tuple, Set)):
+        if id(value) in path:
+            return _CYCLIC
+        inner = (*path, id(value))
+        if isinstance(value, Mapping):
+            return {_key_text(k): _json_tree(v, inner) for k, v in value.items()}
+        if isinstance(value, Set):
+            return sorted(map(describe, value))
+        return [_json_tree(v, inner) for v in value]
+    return _scalar_text(value)

@@ -1,0 +1,112 @@
+"""Pure: mapped objects become request bodies within byte and record limits, optionally gzipped.
+
+A `Body` is what waits in the buffer: the bytes exactly as they go on the wire, how many records
+they carry, and the route that knows how to send, split and read them. Sizes are checked on the
+uncompressed bytes, as Dynatrace measures its limits there (the 16 MB post-processing check).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from dt_exporter.text import json_dumps
+
+Encoding = Literal["gzip", "identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """One finished request body, ready for the sender."""
+
+    route: str  # name of the Route that sends it ("logs", "otlp", "events", "security")
+    data: bytes  # on the wire: gzip-compressed when encoding == "gzip"
+    records: int
+    encoding: Encoding
+    oldest_ns: int = 0  # timestamp of its oldest record (0: unknown); bodies expire at 24 h
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def compress(data: bytes, encoding: Encoding, level: int) -> bytes:
+    if encoding == "identity":
+        return data
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    return compressor.compress(data) + compressor.flush()
+
+
+def decompress(data: bytes, encoding: Encoding) -> bytes:
+    return data if encoding == "identity" else zlib.decompress(data, 31)
+
+
+def json_arrays(
+    objects: Sequence[Any],
+    *,
+    max_bytes: int,
+    max_records: int,
+    truncations: Counter[str],
+    dropped: Counter[str],
+) -> list[tuple[bytes, int]]:
+    """Serialise `objects` as JSON arrays, each within `max_bytes` and `max_records`.
+
+    The common case is one orjson call for the whole batch; only a batch over the limits is
+    serialised object by object and packed. An object that alone exceeds `max_bytes` is dropped
+    and counted as `record_too_large`.
+    """
+    if not objects:
+        return []
+    if len(objects) <= max_records:
+        data, scrubbed = json_dumps(objects)
+        if scrubbed:
+            truncations["invalid_unicode"] += 1
+        if len(data) <= max_bytes:
+            return [(data, len(objects))]
+    arrays: list[tuple[bytes, int]] = []
+    parts: list[bytes] = []
+    size = 2  # the brackets
+    for obj in objects:
+        part, scrubbed = json_dumps(obj)
+        if scrubbed:
+            truncations["invalid_unicode"] += 1
+        if len(part) + 2 > max_bytes:
+            dropped["record_too_large"] += 1
+            continue
+        if parts and (size + len(part) + 1 > max_bytes or len(parts) >= max_records):
+            arrays.append((_join(parts), len(parts)))
+            parts, size = [], 2
+        parts.append(part)
+        size += len(part) + (1 if len(parts) > 1 else 0)
+    if parts:
+        arrays.append((_join(parts), len(parts)))
+    return arrays
+
+
+def _join(parts: list[bytes]) -> bytes:
+    return b"[" + b",".join(parts) + b"]"
+
+
+def split_json_array(data: bytes) -> tuple[bytes, bytes] | None:
+    """Halve a JSON array body (after a 413); None when it holds fewer than two objects."""
+    try:
+        items = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(items, list) or len(items) < 2:
+        return None
+    middle = len(items) // 2
+    return orjson.dumps(items[:middle]), orjson.dumps(items[middle:])
+
+
+def count_json_array(data: bytes) -> int:
+    try:
+        items = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    return len(items) if isinstance(items, list) else 1
