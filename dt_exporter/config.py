@@ -377,3 +377,49 @@ def _check(
     if config.protocol == "otlp" and not explicit_request_bytes:
         config = replace(config, max_request_bytes=DEFAULT_OTLP_REQUEST_BYTES)
     return config
+
+
+SpanEventLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
+BRIDGE_ENV_VARS: Final[dict[str, str]] = {
+    "include": "DT_EXPORTER_SPAN_EVENTS_INCLUDE",
+    "exclude": "DT_EXPORTER_SPAN_EVENTS_EXCLUDE",
+    "level": "DT_EXPORTER_SPAN_EVENTS_LEVEL",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """Settings of the span-event bridge. Empty `include` means every event name."""
+
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    level: SpanEventLevel = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BridgeConfig:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, variable in BRIDGE_ENV_VARS.items():
+            raw = overrides.get(name)
+            if raw is None:
+                raw = read_env(variable, source)
+            if raw is None:
+                continue
+            if name == "level":
+                level = str(raw).strip().upper()
+                level = "WARN" if level == "WARNING" else level
+                if level not in ("DEBUG", "INFO", "WARN", "ERROR"):
+                    raise ConfigError(variable, "expected DEBUG, INFO, WARN or ERROR")
+                values[name] = level
+            else:
+                names = raw.split(",") if isinstance(raw, str) else list(raw)
+                values[name] = frozenset(n.strip() for n in names if n.strip())
+        unknown = set(overrides) - set(BRIDGE_ENV_VARS)
+        if unknown:
+            raise ConfigError(", ".join(sorted(unknown)), "unknown setting")
+        return cls(**values)
+
+    def wants(self, event_name: str) -> bool:
+        if event_name in self.exclude:
+            return False
+        return not self.include or event_name in self.include

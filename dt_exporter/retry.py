@@ -13,6 +13,7 @@ import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
 
@@ -78,12 +79,12 @@ def parse_retry_after(value: str | None, now_epoch_s: float) -> float | None:
     if value.isdigit():
         return float(value)
     try:
-        when = parsedate_to_datetime(value)
+        when: datetime = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, float(when.timestamp()) - now_epoch_s)
+    return max(0.0, when.timestamp() - now_epoch_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,5 +104,5 @@ class Backoff:
         """
         if retry_after_s is not None:
             return retry_after_s
-        base = min(self.max_s, self.initial_s * 2 ** min(attempt - 1, 32))
+        base = min(self.max_s, self.initial_s * 2.0 ** min(attempt - 1, 32))
         return base * (1.0 - self.jitter * rng.random())
