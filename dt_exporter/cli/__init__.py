@@ -11,6 +11,7 @@ from typing import Final
 #: subcommand -> module under dt_exporter.cli; modules are imported only when listed in --help
 #: or run, so `dt-exporter mock` never pays for the exporter and vice versa.
 COMMANDS: Final[dict[str, str]] = {
+    "demo": "dt_exporter.cli.demo",
     "mock": "dt_exporter.cli.mock",
 }
 
