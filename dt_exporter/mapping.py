@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Set
 from typing import Any, Final
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -60,6 +61,7 @@ _LEVEL_BY_PREFIX: Final = (
     ("c", "CRITICAL"), ("s", "SEVERE"), ("w", "WARN"), ("n", "NOTICE"), ("i", "INFO"),
     ("d", "DEBUG"), ("trace", "DEBUG"), ("verbose", "DEBUG"),
 )
+_LEVEL_BY_SEVERITY: Final = {s: _LEVEL_BY_NUMBER.get(s.value) for s in SeverityNumber}
 SPECIAL_KEYS: Final = frozenset({"content", "timestamp", "loglevel", "trace_id", "span_id"})
 #: Attributes the mapper adds after the record's own: kept out of the attribute budget's reach.
 _RESERVED_ATTRIBUTES: Final = 4
@@ -67,6 +69,7 @@ _CYCLIC: Final = "<cyclic>"
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 _CACHE_SIZE: Final = 256
+_KEY_CACHE_SIZE: Final = 4096
 
 
 def loglevel_for(severity_number: int | None, severity_text: str | None) -> str | None:
@@ -91,6 +94,8 @@ class RecordMapper:
         self.limits = limits
         self.truncations = truncations
         self._base_cache: dict[tuple[int, int], tuple[object, object, JsonObject]] = {}
+        self._known_keys: dict[object, str] = {}
+        self._last_base: tuple[object, object, JsonObject] = (None, None, {})
         # Fast-path thresholds: text shorter than these many characters cannot exceed the limit.
         self._value_chars = limits.max_value_bytes // 4
         self._key_chars = limits.max_key_bytes // 4
@@ -103,18 +108,21 @@ class RecordMapper:
             out["event.name"] = self._text(lr.event_name)
         attributes = lr.attributes
         if attributes:
-            self._add_attributes(out, attributes)
+            # BoundedAttributes iterates through a lock per key; its plain dict is ~3x faster.
+            self._add_attributes(out, getattr(attributes, "_dict", attributes))
         if lr.trace_id:
-            out["trace_id"] = f"{lr.trace_id:032x}"
+            out["trace_id"] = lr.trace_id.to_bytes(16, "big").hex()
             if lr.span_id:
-                out["span_id"] = f"{lr.span_id:016x}"
+                out["span_id"] = lr.span_id.to_bytes(8, "big").hex()
             out["dt.trace_sampled"] = bool(lr.trace_flags and lr.trace_flags & 0x01)
         out["content"] = self._content(lr.body)
         ts = lr.timestamp or lr.observed_timestamp
         if ts:
             out["timestamp"] = ts // 1_000_000
         severity = lr.severity_number
-        level = loglevel_for(severity.value if severity else None, lr.severity_text)
+        level = _LEVEL_BY_SEVERITY.get(severity) if severity else None
+        if level is None:
+            level = loglevel_for(None, lr.severity_text)
         if level:
             out["loglevel"] = level
         return out
@@ -122,9 +130,13 @@ class RecordMapper:
     # -- attributes -----------------------------------------------------------------------------
 
     def _base(self, resource: Resource, scope: InstrumentationScope | None) -> JsonObject:
+        last = self._last_base
+        if last[0] is resource and last[1] is scope:  # a batch nearly always shares both
+            return last[2]
         key = (id(resource), id(scope))
         cached = self._base_cache.get(key)
         if cached is not None and cached[0] is resource and cached[1] is scope:
+            self._last_base = cached
             return cached[2]
         base: JsonObject = {}
         self._add_attributes(base, resource.attributes)
@@ -134,28 +146,40 @@ class RecordMapper:
                 base["otel.scope.version"] = self._text(scope.version)
         if len(self._base_cache) >= _CACHE_SIZE:
             self._base_cache.clear()
-        self._base_cache[key] = (resource, scope, base)
+        self._base_cache[key] = self._last_base = (resource, scope, base)
         return base
 
     def _add_attributes(self, out: JsonObject, attributes: Mapping[str, Any]) -> None:
         budget = self.limits.max_attributes - _RESERVED_ATTRIBUTES
+        known = self._known_keys
+        value_chars = self._value_chars
         for key, value in attributes.items():
-            if type(key) is not str or len(key) > self._key_chars or key in SPECIAL_KEYS:
-                key = self._key(key)
+            safe = known.get(key)
+            if safe is None:
+                safe = self._remember_key(key)
             kind = type(value)
             if kind is str:
-                out[key] = value if len(value) <= self._value_chars else self._text(value)
+                out[safe] = value if len(value) <= value_chars else self._text(value)
             elif kind is int:
-                out[key] = value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
+                out[safe] = value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
             elif kind is bool or (kind is float and value - value == 0):  # finite float
-                out[key] = value
+                out[safe] = value
             else:
-                self._flatten(out, key, value, 1, ())
+                self._flatten(out, safe, value, 1, ())
         if len(out) > budget:
             extra = list(out)[budget:]
             for key in extra:
                 del out[key]
             self.truncations["attributes"] += len(extra)
+
+    def _remember_key(self, key: object) -> str:
+        """The safe form of a top-level key, cached: keys repeat from record to record."""
+        safe = self._key(key)
+        if len(self._known_keys) >= _KEY_CACHE_SIZE:
+            self._known_keys.clear()
+        if safe == key:  # a key that needed cutting is counted each time it is cut
+            self._known_keys[key] = safe
+        return safe
 
     def _key(self, key: object) -> str:
         text = key if isinstance(key, str) else describe(key)
