@@ -23,6 +23,7 @@ from dt_exporter.errors import TransportError
 from dt_exporter.limits import MAX_RECORD_AGE_NS
 from dt_exporter.payload import Body, compress, decompress
 from dt_exporter.retry import PERMANENT_MEANING, Backoff, Outcome, Verdict, classify, classify_error
+from dt_exporter.spool import Spool
 from dt_exporter.stats import Accounting
 from dt_exporter.transport import SENDER_THREAD_PREFIX, Response, Transport
 
@@ -76,6 +77,7 @@ class Sender:
         max_elapsed_s: float,
         gzip_level: int = 1,
         rng: random.Random | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._new_transport = new_transport
@@ -87,8 +89,30 @@ class Sender:
         self._rng = rng or random.Random()
         self._log = RateLimitedLog()
         self._url_overrides: dict[str, str] = {}
+        self._spool = spool
+        if spool is not None:
+            self._max_queue_bytes = min(max_queue_bytes, spool.max_bytes)
         self._reset_process_state()
         _register_fork_hook(self)
+        if spool is not None:
+            self._recover(spool)
+
+    def _recover(self, spool: Spool) -> None:
+        """Queue what earlier processes left in the spool (at least once: maybe duplicates)."""
+        recovered = spool.recover()
+        if recovered.corrupt_files:
+            self._accounting.receive(recovered.corrupt_files)
+            self._accounting.drop("spool_corrupt", recovered.corrupt_files)
+            _log.warning("dt_exporter: %d corrupt spool files set aside in %s",
+                         recovered.corrupt_files, spool.directory)
+        records = sum(body.records for body in recovered.bodies)
+        if records:
+            self._accounting.receive(records)
+            self._accounting.count(duplicates=records)
+            _log.info("dt_exporter: recovered %d records from the spool %s", records,
+                      spool.directory)
+        for body in recovered.bodies:
+            self._enqueue(body)
 
     def _reset_process_state(self) -> None:
         """Fresh locks, queue, pool and thread: at start, and in a forked child (the parent's
@@ -105,19 +129,28 @@ class Sender:
 
     def after_fork_in_child(self) -> None:
         self._reset_process_state()
+        if self._spool is not None:
+            self._spool.after_fork_in_child()
 
     # -- application side ------------------------------------------------------------------------
 
     def submit(self, body: Body) -> None:
         """Queue a body; never blocks on I/O. Evicted bodies are counted as `queue_full`."""
         if self._pid != os.getpid():
-            self._reset_process_state()
+            self.after_fork_in_child()
+        if self._spool is not None:
+            body = self._spool.write(body)
+        self._enqueue(body)
+        self._ensure_thread()
+
+    def _enqueue(self, body: Body) -> None:
         for evicted in self.queue.put(body):
             self._accounting.drop("queue_full", evicted.records)
+            if self._spool is not None:
+                self._spool.remove(evicted)
             self._log(logging.WARNING, "queue_full",
                       "dt_exporter buffer is full (%d bytes): dropping the oldest records",
                       self._max_queue_bytes)
-        self._ensure_thread()
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything queued has been delivered or dropped; False on timeout."""
@@ -137,10 +170,15 @@ class Sender:
             thread.join(max(deadline - time.monotonic(), 0.0))
         with self.transition:
             for body in self.queue.drain():
-                self._accounting.drop("shutdown", body.records)
+                self._accounting.drop(self._abandoned_reason, body.records)
         if self._transport is not None and (thread is None or not thread.is_alive()):
             self._transport.close()
         return drained
+
+    @property
+    def _abandoned_reason(self) -> str:
+        """Bodies left at shutdown: lost without a spool, waiting on disk with one."""
+        return "shutdown" if self._spool is None else "left_in_spool"
 
     def _idle(self) -> bool:
         return not self._busy and len(self.queue) == 0
@@ -175,7 +213,7 @@ class Sender:
                 self._deliver(body)
             except Exception:  # a bug must cost this body, never the sender thread
                 _log.exception("dt_exporter: unexpected error while sending; body dropped")
-                self._finish(dropped=("internal_error", body.records))
+                self._finish(body, dropped=("internal_error", body.records))
             self._notify_progress()
         self._notify_progress()
 
@@ -183,9 +221,15 @@ class Sender:
         with self._progress:
             self._progress.notify_all()
 
-    def _finish(self, *, delivered: int = 0, dropped: tuple[str, int] | None = None,
+    def _finish(self, body: Body, *, delivered: int = 0, dropped: tuple[str, int] | None = None,
                 requeue: list[Body] | None = None) -> None:
         """Move the in-flight body to its final state, atomically for `stats()`."""
+        if self._spool is not None:
+            if dropped is not None and dropped[0] == "shutdown":
+                dropped = (self._abandoned_reason, dropped[1])  # its file stays for next time
+            else:
+                self._spool.remove(body)
+                requeue = [self._spool.write(part) for part in requeue or []]
         with self.transition:
             if delivered:
                 self._accounting.deliver(delivered)
@@ -202,12 +246,12 @@ class Sender:
         attempt = failures = 0
         while True:
             if self._abort.is_set():
-                return self._finish(dropped=("shutdown", body.records))
+                return self._finish(body, dropped=("shutdown", body.records))
             if body.oldest_ns and time.time_ns() - body.oldest_ns > MAX_RECORD_AGE_NS:
-                return self._finish(dropped=("too_old", body.records))
+                return self._finish(body, dropped=("too_old", body.records))
             verdict, response = self._attempt(route, body, failures)
             if verdict.outcome is Outcome.DELIVERED:
-                return self._finish(delivered=body.records)
+                return self._finish(body, delivered=body.records)
             if verdict.outcome is Outcome.PARTIAL:
                 return self._partial(route, body, response)
             if verdict.outcome is Outcome.SPLIT:
@@ -216,7 +260,7 @@ class Sender:
                 if verdict.reason == "http_404" and self._fall_back(route):
                     continue
                 self._log_permanent(route, verdict, response)
-                return self._finish(dropped=(verdict.reason, body.records))
+                return self._finish(body, dropped=(verdict.reason, body.records))
             failures += 1
             if verdict.immediate:
                 continue
@@ -226,10 +270,10 @@ class Sender:
                 self._log(logging.ERROR, "retry_exhausted",
                           "dt_exporter gave up on %d records after %d attempts (last: %s)",
                           body.records, attempt, verdict.reason)
-                return self._finish(dropped=("retry_exhausted", body.records))
+                return self._finish(body, dropped=("retry_exhausted", body.records))
             self._accounting.count(retries=1)
             if self._abort.wait(delay):
-                return self._finish(dropped=("shutdown", body.records))
+                return self._finish(body, dropped=("shutdown", body.records))
 
     def _attempt(self, route: Route, body: Body, failures: int) -> tuple[Verdict, Response | None]:
         headers = {"Content-Type": route.content_type}
@@ -260,7 +304,7 @@ class Sender:
             self._log(logging.WARNING, f"partial_{route.name}",
                       "dt_exporter: Dynatrace accepted only part of a request to %s: %s",
                       route.name, message[:300] or "(no message)")
-        self._finish(delivered=body.records - rejected,
+        self._finish(body, delivered=body.records - rejected,
                      dropped=("rejected_by_server", rejected) if rejected else None)
 
     def _split(self, route: Route, body: Body) -> None:
@@ -268,14 +312,15 @@ class Sender:
         if halves is None:
             self._log(logging.ERROR, "record_too_large",
                       "dt_exporter: Dynatrace refused a single record as too large (413)")
-            return self._finish(dropped=("record_too_large", body.records))
+            return self._finish(body, dropped=("record_too_large", body.records))
         parts = [
             Body(body.route, compress(half, body.encoding, self._gzip_level), route.count(half),
                  body.encoding, body.oldest_ns)
             for half in halves
         ]
         lost = body.records - sum(part.records for part in parts)
-        self._finish(requeue=parts, dropped=("record_too_large", lost) if lost else None)
+        self._finish(body, requeue=parts,
+                     dropped=("record_too_large", lost) if lost else None)
 
     def _fall_back(self, route: Route) -> bool:
         if route.fallback_url is None or route.name in self._url_overrides:

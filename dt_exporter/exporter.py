@@ -24,6 +24,7 @@ from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import RecordMapper
 from dt_exporter.payload import Body, Encoding
 from dt_exporter.retry import Backoff
+from dt_exporter.spool import Spool
 from dt_exporter.stats import Accounting, DeliveryStats
 from dt_exporter.transport import Transport
 
@@ -74,6 +75,7 @@ class DynatraceLogExporter(LogRecordExporter):
             backoff=Backoff(cfg.backoff_initial_s, cfg.backoff_max_s),
             max_elapsed_s=cfg.retry_max_elapsed_s,
             gzip_level=cfg.gzip_level,
+            spool=Spool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir else None,
         )
 
     @property

@@ -29,6 +29,7 @@ class Body:
     records: int
     encoding: Encoding
     oldest_ns: int = 0  # timestamp of its oldest record (0: unknown); bodies expire at 24 h
+    spool_name: str | None = None  # its file in the disk spool, when one is configured
 
     @property
     def size(self) -> int:
