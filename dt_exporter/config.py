@@ -178,9 +178,11 @@ def read_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
-def parse_bool(setting: str, raw: str | bool) -> bool:
+def parse_bool(setting: str, raw: object) -> bool:
     if isinstance(raw, bool):
         return raw
+    if not isinstance(raw, str):
+        raise ConfigError(setting, "expected true or false")
     lowered = raw.strip().lower()
     if lowered in _TRUE:
         return True
@@ -196,8 +198,8 @@ def parse_endpoint(raw: str | None) -> Endpoint:
     try:
         parts = urlsplit(raw.strip())
         port = parts.port
-    except ValueError as exc:
-        raise ConfigError("DT_ENDPOINT", "is not a valid URL") from exc
+    except ValueError:
+        raise ConfigError("DT_ENDPOINT", "is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("DT_ENDPOINT", "must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
@@ -217,6 +219,9 @@ def parse_endpoint(raw: str | None) -> Endpoint:
     else:
         for suffix in _ONEAGENT_SUFFIXES:
             if path.endswith(suffix):
+                if not is_loopback(host):
+                    raise ConfigError("DT_ENDPOINT", "OneAgent's local API (/v2/logs/ingest) only "
+                                      "listens on localhost; remote targets use /api/v2/...")
                 path, kind = path[: -len(suffix)], "oneagent"
                 break
     netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep credentials embedded in the URL
@@ -266,10 +271,14 @@ class _Resolver:
         raw = self._raw(name)
         if raw is None:
             return None
+        problem = f"expected a number from {low} to {high}"
+        fractional = isinstance(raw, float) and not raw.is_integer()
+        if isinstance(raw, bool) or (cast is int and fractional):
+            raise ConfigError(ENV_VARS[name], problem)
         try:
             value = cast(raw)
         except (TypeError, ValueError):
-            raise ConfigError(ENV_VARS[name], f"expected a number from {low} to {high}") from None
+            raise ConfigError(ENV_VARS[name], problem) from None
         if not low <= value <= high:
             raise ConfigError(ENV_VARS[name], f"must be from {low} to {high}")
         return value

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -29,6 +30,7 @@ from dt_exporter.transport import SENDER_THREAD_PREFIX, Response, Transport
 
 _log = logging.getLogger(__name__)
 _LOG_EVERY_S = 60.0
+_ABORT_GRACE_S = 0.05
 
 #: (status, response body) -> (records the server rejected, its message)
 RejectionReader = Callable[[int, bytes], tuple[int, str]]
@@ -93,7 +95,7 @@ class Sender:
         if spool is not None:
             self._max_queue_bytes = min(max_queue_bytes, spool.max_bytes)
         self._reset_process_state()
-        _register_fork_hook(self)
+        register_fork_hook(self)
         if spool is not None:
             self._recover(spool)
 
@@ -128,6 +130,7 @@ class Sender:
         self._busy = False
 
     def after_fork_in_child(self) -> None:
+        self._accounting.reset()
         self._reset_process_state()
         if self._spool is not None:
             self._spool.after_fork_in_child()
@@ -167,7 +170,9 @@ class Sender:
         self._abort.set()
         thread = self._thread
         if thread is not None:
-            thread.join(max(deadline - time.monotonic(), 0.0))
+            # A backoff sleep wakes at once on abort: give the thread a moment to record the
+            # body it holds. A request still on the wire is left to its own timeout.
+            thread.join(max(deadline - time.monotonic(), _ABORT_GRACE_S))
         with self.transition:
             for body in self.queue.drain():
                 self._accounting.drop(self._abandoned_reason, body.records)
@@ -354,17 +359,22 @@ def _server_message(body: bytes) -> str:
     return str(message)[:300]
 
 
+class ForkAware(Protocol):
+    def after_fork_in_child(self) -> None: ...
+
+
 def _after_fork() -> None:
-    for sender in list(_SENDERS):
-        sender.after_fork_in_child()
+    for owner in list(_FORK_AWARE):
+        owner.after_fork_in_child()
 
 
-#: Every live sender, held weakly (a collected exporter is simply skipped after a fork); one
-#: process-wide fork hook serves them all.
-_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+#: Every live object with per-process state, held weakly (a collected exporter is simply skipped
+#: after a fork); one process-wide fork hook serves them all.
+_FORK_AWARE: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def _register_fork_hook(sender: Sender) -> None:
-    _SENDERS.add(sender)
+def register_fork_hook(owner: ForkAware) -> None:
+    """Call `owner.after_fork_in_child()` in every child forked from now on."""
+    _FORK_AWARE.add(owner)

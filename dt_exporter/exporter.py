@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from dt_exporter import payload, responses
 from dt_exporter.config import ExporterConfig
-from dt_exporter.delivery import Route, Sender
+from dt_exporter.delivery import Route, Sender, register_fork_hook
 from dt_exporter.errors import ConfigError
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import RecordMapper
@@ -49,6 +49,7 @@ class DynatraceLogExporter(LogRecordExporter):
     def __init__(self, *, config: ExporterConfig | None = None, **settings: Any) -> None:
         self._accounting = Accounting()
         self._export_lock = threading.Lock()
+        register_fork_hook(self)
         self._shut_down = False
         self._sender: Sender | None = None
         self.config_error: ConfigError | None = None
@@ -77,6 +78,10 @@ class DynatraceLogExporter(LogRecordExporter):
             gzip_level=cfg.gzip_level,
             spool=Spool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir else None,
         )
+
+    def after_fork_in_child(self) -> None:
+        """A lock held by a parent thread at fork time would never be released here."""
+        self._export_lock = threading.Lock()
 
     @property
     def config(self) -> ExporterConfig | None:

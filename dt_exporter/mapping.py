@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Set
+from dataclasses import dataclass
 from typing import Any, Final
 
 from opentelemetry._logs import SeverityNumber
@@ -34,7 +35,9 @@ from dt_exporter.text import (
     bytes_to_text,
     describe,
     float_to_json,
+    int_text,
     json_dumps,
+    scrub,
     truncate_utf8,
     utf8_len,
 )
@@ -66,6 +69,10 @@ SPECIAL_KEYS: Final = frozenset({"content", "timestamp", "loglevel", "trace_id",
 #: Attributes the mapper adds after the record's own: kept out of the attribute budget's reach.
 _RESERVED_ATTRIBUTES: Final = 4
 _CYCLIC: Final = "<cyclic>"
+_TOO_DEEP: Final = "<nested too deep>"
+#: Depth past which JSON text of a body or a deep value is cut: orjson refuses beyond ~255 and
+#: Python's recursion limit lies near 1,000; no log needs more.
+_MAX_JSON_DEPTH: Final = 64
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 _CACHE_SIZE: Final = 256
@@ -84,6 +91,16 @@ def loglevel_for(severity_number: int | None, severity_text: str | None) -> str 
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """A resource and scope, mapped once; kept alive so their ids cannot be reused."""
+
+    resource: object
+    scope: object
+    attributes: JsonObject
+    cuts: Counter[str]
+
+
 class RecordMapper:
     """Maps records to Dynatrace objects; caches the flattened resource and scope per batch run.
 
@@ -93,9 +110,9 @@ class RecordMapper:
     def __init__(self, limits: LimitProfile, truncations: Counter[str]) -> None:
         self.limits = limits
         self.truncations = truncations
-        self._base_cache: dict[tuple[int, int], tuple[object, object, JsonObject]] = {}
+        self._base_cache: dict[tuple[int, int], _Base] = {}
         self._known_keys: dict[object, str] = {}
-        self._last_base: tuple[object, object, JsonObject] = (None, None, {})
+        self._last_base = _Base(None, None, {}, Counter())
         # Fast-path thresholds: text shorter than these many characters cannot exceed the limit.
         self._value_chars = limits.max_value_bytes // 4
         self._key_chars = limits.max_key_bytes // 4
@@ -103,7 +120,10 @@ class RecordMapper:
 
     def map(self, record: ReadableLogRecord) -> JsonObject:
         lr = record.log_record
-        out = dict(self._base(record.resource, record.instrumentation_scope))
+        base, base_cuts = self._base(record.resource, record.instrumentation_scope)
+        out = dict(base)
+        if base_cuts:  # cuts in the shared resource part are counted for every record
+            self.truncations.update(base_cuts)
         if lr.event_name:
             out["event.name"] = self._text(lr.event_name)
         attributes = lr.attributes
@@ -129,25 +149,35 @@ class RecordMapper:
 
     # -- attributes -----------------------------------------------------------------------------
 
-    def _base(self, resource: Resource, scope: InstrumentationScope | None) -> JsonObject:
+    def _base(
+        self, resource: Resource, scope: InstrumentationScope | None
+    ) -> tuple[JsonObject, Counter[str]]:
+        """The mapped resource and scope attributes, and the cuts they needed (cached)."""
         last = self._last_base
-        if last[0] is resource and last[1] is scope:  # a batch nearly always shares both
-            return last[2]
+        if last.resource is resource and last.scope is scope:  # a batch nearly always shares
+            return last.attributes, last.cuts
         key = (id(resource), id(scope))
         cached = self._base_cache.get(key)
-        if cached is not None and cached[0] is resource and cached[1] is scope:
-            self._last_base = cached
-            return cached[2]
-        base: JsonObject = {}
-        self._add_attributes(base, resource.attributes)
-        if scope is not None:
-            base["otel.scope.name"] = self._text(scope.name)
-            if scope.version:
-                base["otel.scope.version"] = self._text(scope.version)
-        if len(self._base_cache) >= _CACHE_SIZE:
-            self._base_cache.clear()
-        self._base_cache[key] = self._last_base = (resource, scope, base)
-        return base
+        if cached is None or cached.resource is not resource or cached.scope is not scope:
+            cached = self._build_base(resource, scope)
+            if len(self._base_cache) >= _CACHE_SIZE:
+                self._base_cache.clear()
+            self._base_cache[key] = cached
+        self._last_base = cached
+        return cached.attributes, cached.cuts
+
+    def _build_base(self, resource: Resource, scope: InstrumentationScope | None) -> _Base:
+        counting, self.truncations = self.truncations, Counter()
+        try:
+            base: JsonObject = {}
+            self._add_attributes(base, resource.attributes)
+            if scope is not None:
+                base["otel.scope.name"] = self._text(scope.name)
+                if scope.version:
+                    base["otel.scope.version"] = self._text(scope.version)
+            return _Base(resource, scope, base, self.truncations)
+        finally:
+            self.truncations = counting
 
     def _add_attributes(self, out: JsonObject, attributes: Mapping[str, Any]) -> None:
         budget = self.limits.max_attributes - _RESERVED_ATTRIBUTES
@@ -161,7 +191,7 @@ class RecordMapper:
             if kind is str:
                 out[safe] = value if len(value) <= value_chars else self._text(value)
             elif kind is int:
-                out[safe] = value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
+                out[safe] = value if _INT_MIN <= value <= _INT_MAX else self._text(int_text(value))
             elif kind is bool or (kind is float and value - value == 0):  # finite float
                 out[safe] = value
             else:
@@ -186,7 +216,7 @@ class RecordMapper:
         if text in SPECIAL_KEYS:
             text = "attr." + text
         if len(text) > self._key_chars and utf8_len(text) > self.limits.max_key_bytes:
-            text = text.encode("utf-8", "surrogatepass")[: self.limits.max_key_bytes].decode(
+            text = scrub(text).encode("utf-8")[: self.limits.max_key_bytes].decode(
                 "utf-8", "ignore"
             )
             self.truncations["key"] += 1
@@ -219,7 +249,7 @@ class RecordMapper:
         if isinstance(value, str):
             return self._text(value)
         if isinstance(value, int):
-            return value if _INT_MIN <= value <= _INT_MAX else self._text(str(value))
+            return value if _INT_MIN <= value <= _INT_MAX else self._text(int_text(value))
         if isinstance(value, float):
             return float_to_json(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -257,8 +287,8 @@ class RecordMapper:
     # -- content --------------------------------------------------------------------------------
 
     def _content(self, body: object) -> str:
-        if type(body) is str:
-            text = body
+        if isinstance(body, str):
+            text = str.__str__(body)  # a str subclass (or str enum) is still its text
         elif body is None:
             return ""
         elif isinstance(body, (bytes, bytearray, memoryview)):
@@ -274,7 +304,10 @@ class RecordMapper:
 
     def json_text(self, value: object) -> str:
         """Any value as compact JSON text, never raising (cycles become "<cyclic>")."""
-        data, scrubbed = json_dumps(_json_tree(value, ()))
+        tree, cut = _json_tree(value, ())
+        if cut:
+            self.truncations["nesting"] += 1
+        data, scrubbed = json_dumps(tree)
         if scrubbed:
             self.truncations["invalid_unicode"] += 1
         return data.decode()
@@ -290,12 +323,27 @@ def _scalar_text(value: object) -> str:
     return describe(value)
 
 
-def _json_tree(value: object, path: tuple[int, ...]) -> Any:
-    """A structure orjson can serialise: JSON types only, no cycles, no huge ints, no NaN."""
+def _json_tree(value: object, path: tuple[int, ...]) -> tuple[Any, bool]:
+    """A structure orjson can serialise: JSON types only, no cycles, no huge ints, no NaN, and
+    no deeper than `_MAX_JSON_DEPTH` (beyond it: the string `<nested too deep>`). Also says
+    whether anything had to be cut for depth."""
+    cut = False
+
+    def tree(value: object, path: tuple[int, ...]) -> Any:
+        nonlocal cut
+        if len(path) >= _MAX_JSON_DEPTH and isinstance(value, (Mapping, list, tuple, Set)):
+            cut = True
+            return _TOO_DEEP
+        return _json_node(value, path, tree)
+
+    return tree(value, path), cut
+
+
+def _json_node(value: object, path: tuple[int, ...], tree: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+        return value if _INT_MIN <= value <= _INT_MAX else int_text(value)
     if isinstance(value, float):
         return float_to_json(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -305,8 +353,8 @@ def _json_tree(value: object, path: tuple[int, ...]) -> Any:
             return _CYCLIC
         inner = (*path, id(value))
         if isinstance(value, Mapping):
-            return {_key_text(k): _json_tree(v, inner) for k, v in value.items()}
+            return {_key_text(k): tree(v, inner) for k, v in value.items()}
         if isinstance(value, Set):
             return sorted(map(describe, value))
-        return [_json_tree(v, inner) for v in value]
+        return [tree(v, inner) for v in value]
     return _scalar_text(value)

@@ -65,10 +65,10 @@ def json_arrays(
         return []
     if len(objects) <= max_records:
         data, scrubbed = json_dumps(objects)
-        if scrubbed:
-            truncations["invalid_unicode"] += 1
-        if len(data) <= max_bytes:
+        if len(data) <= max_bytes and not scrubbed:
             return [(data, len(objects))]
+        # Over the limit, or some object needed scrubbing: go object by object, which also
+        # counts `invalid_unicode` once per affected object however the batch is packed.
     arrays: list[tuple[bytes, int]] = []
     parts: list[bytes] = []
     size = 2  # the brackets

@@ -50,6 +50,10 @@ class Accounting:
     """Thread-safe counters behind `DeliveryStats`."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero everything (a forked child starts its own books)."""
         self._lock = threading.Lock()
         self.received = 0
         self.delivered = 0

@@ -41,7 +41,8 @@ def truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
     if max_bytes <= _MARKER_BYTES:
         return TRUNCATION_MARKER.encode()[:max(max_bytes, 0)].decode(), True
     budget = max_bytes - _MARKER_BYTES
-    cut = text.encode("utf-8", "surrogatepass")[:budget].decode("utf-8", "ignore")
+    # Scrub first (U+FFFD is 3 bytes, like an encoded surrogate) so no surrogate is lost.
+    cut = scrub(text).encode("utf-8")[:budget].decode("utf-8", "ignore")
     return cut + TRUNCATION_MARKER, True
 
 
@@ -55,6 +56,14 @@ def describe(value: object) -> str:
         if isinstance(text, str):
             return text
     return f"<unrepresentable {type(value).__name__}>"
+
+
+def int_text(value: int) -> str:
+    """Decimal text of any int; past Python's 4,300-digit conversion limit, `<int of N bits>`."""
+    try:
+        return str(value)
+    except ValueError:
+        return f"<int of {value.bit_length()} bits>"
 
 
 def bytes_to_text(value: bytes | bytearray | memoryview) -> str:
@@ -80,7 +89,11 @@ def json_dumps(value: object) -> tuple[bytes, bool]:
     try:
         return orjson.dumps(value), False
     except orjson.JSONEncodeError:
+        pass
+    try:
         return orjson.dumps(_scrubbed(value)), True
+    except orjson.JSONEncodeError:  # still not serialisable (too deep): say so, never raise
+        return orjson.dumps(describe(value)[:1000]), True
 
 
 def _scrubbed(value: object) -> object:

@@ -12,6 +12,7 @@ from typing import Final
 #: or run, so `dt-exporter mock` never pays for the exporter and vice versa.
 COMMANDS: Final[dict[str, str]] = {
     "demo": "dt_exporter.cli.demo",
+    "event": "dt_exporter.cli.event",
     "mock": "dt_exporter.cli.mock",
 }
 

@@ -52,8 +52,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if emulator is not None:
             _print_records(emulator.records, out)
         else:
-            print(f"Sent to {handles.exporter.config.endpoint.base_url if handles.exporter.config else '?'}",
-                  file=out)
+            print(f"Sent to {os.environ[ENV_VARS['endpoint']]}", file=out)
         print(
             f"\nDelivery: received {stats.received}, delivered {stats.delivered}, "
             f"dropped {dict(stats.dropped) or 0}, truncated {dict(stats.truncated) or 0}, "

@@ -100,7 +100,7 @@ def test_kill_9_mid_outage_then_a_new_process_delivers_everything(tmp_path, emul
     assert victim.stdout is not None
     assert victim.stdout.readline().strip() == "exported"
     victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
+    victim.communicate(timeout=10)  # reap it and close its pipes
     assert list(spool.glob("*.body")), "the spool holds the undelivered bodies"
     emulator.reset()  # the outage ends
     survivor = run_child(tmp_path, emulator, spool, 1000, 10, "flush")

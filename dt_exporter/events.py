@@ -1,0 +1,746 @@
+"""Dynatrace events: the Events API v2 and OpenPipeline custom security events clients, and the
+OpenTelemetry route that sends event records there instead of to log ingest.
+
+Events take the logs' road from `payload` down: a finished body goes to a `Sender` with its own
+`Route`, and the one retry loop delivers it, backs off, and accounts for it in `stats()`.
+
+`EventsClient` -> `POST /api/v2/events/ingest` (OneAgent: `/v2/events/ingest`, no token), scope
+`events.ingest`. One event per request: the API documents one `EventIngest` object per body.
+A 201 answer lists a status per event report; an event none of whose reports is `OK` counts as
+`rejected_by_server`. Bodies are not compressed unless `DT_EXPORTER_EVENTS_COMPRESSION=gzip`:
+whether this endpoint takes gzip is not documented (reference section 5), and an event is small.
+
+`SecurityEventsClient(endpoint_name)` -> `POST /platform/ingest/custom/security.events/{name}`,
+scope `openpipeline.events_security.custom`, 202 = delivered. Many events per request (a JSON
+array, within `DT_EXPORTER_MAX_REQUEST_BYTES`, under OpenPipeline's 10 MB), gzipped as
+`DT_EXPORTER_COMPRESSION` says. Where the new path answers 404 the sender switches, once and for
+good, to the legacy `/platform/ingest/custom/events.security/{name}` and logs that it did.
+
+Both clients: `send()` queues and returns at once with a `SendReceipt` (what was queued, what
+was refused and why); nothing they do raises into the application after construction.
+`send_now()` blocks until the answer and returns an `EventResult`. No disk spool: a spool
+directory holds one sender's bodies, and `DT_EXPORTER_SPOOL_DIR` belongs to the log exporter.
+
+`EventRoutingExporter` wraps a `LogRecordExporter`: records whose `event_name` matches a rule of
+`DT_EXPORTER_EVENT_ROUTES` become events, everything else stays a log. The mapping:
+
+| Events API field | from the OpenTelemetry record                                        |
+|------------------|----------------------------------------------------------------------|
+| `eventType`      | the rule (`deployment=events:CUSTOM_DEPLOYMENT`)                      |
+| `title`          | attribute `event.title`, else the event name                          |
+| `startTime`      | `timestamp` (else `observed_timestamp`), in ms                        |
+| `timeout`        | attribute `event.timeout_minutes` (an int)                            |
+| `entitySelector` | attribute `event.entity_selector`                                     |
+| `properties`     | `event.name`; `content` (the body); every other attribute, nested     |
+|                  | mappings as dotted keys, lists as JSON text, None left out; `trace_id`,|
+|                  | `span_id`; `service.name`/`.namespace`/`.version` and                  |
+|                  | `deployment.environment(.name)` from the resource. Then `fit`: values  |
+|                  | as strings, cut to 4,096 characters, keys to 100, at most 100, refused |
+|                  | `dt.*` keys dropped.                                                   |
+
+A security rule (`finding.*=security:my-scanner`) sends the record as one flat JSON object,
+exactly as log ingest would get it: resource and scope attributes, `event.name`, attributes as
+dotted keys, `trace_id`/`span_id`, `content`, `timestamp` (ms) and `loglevel`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import orjson
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from dt_exporter import payload, responses
+from dt_exporter.config import Compression, ExporterConfig, read_env
+from dt_exporter.delivery import Route, Sender
+from dt_exporter.errors import ConfigError, TransportError
+from dt_exporter.event_model import (
+    Event,
+    EventRoutes,
+    check_endpoint_name,
+    event_from_record,
+    fit,
+    security_event_from_record,
+    validate,
+)
+from dt_exporter.exporter import DynatraceLogExporter
+from dt_exporter.limits import EVENTS_MAX_REQUEST_BYTES
+from dt_exporter.mapping import JsonObject, RecordMapper
+from dt_exporter.payload import Body, Encoding
+from dt_exporter.retry import PERMANENT_MEANING, RETRYABLE_STATUS, Backoff
+from dt_exporter.stats import Accounting, DeliveryStats
+from dt_exporter.text import bytes_to_text, describe, float_to_json, json_dumps
+from dt_exporter.transport import Response, Transport
+
+_log = logging.getLogger(__name__)
+
+EVENTS_SCOPE: Final = "events.ingest"
+SECURITY_SCOPE: Final = "openpipeline.events_security.custom"
+EVENTS_COMPRESSION_ENV_VAR: Final = "DT_EXPORTER_EVENTS_COMPRESSION"
+_JSON: Final = "application/json; charset=utf-8"
+_POLL_S: Final = 0.05
+_MAX_DEPTH: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """What the events clients read beyond `ExporterConfig`: `events_compression`
+    (`DT_EXPORTER_EVENTS_COMPRESSION`, default `none`)."""
+
+    compression: Compression = "none"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, compression: str | None = None
+    ) -> EventSettings:
+        raw = compression if compression is not None else read_env(EVENTS_COMPRESSION_ENV_VAR, env)
+        if raw is None:
+            return cls()
+        value = str(raw).strip().lower()
+        if value == "gzip":
+            return cls("gzip")
+        if value == "none":
+            return cls("none")
+        raise ConfigError(EVENTS_COMPRESSION_ENV_VAR, "expected gzip or none")
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """What `send()` did: how many events it queued, and which it refused and why.
+
+    `dropped` counts refusals by reason (`invalid_event`, `record_too_large`,
+    `already_shutdown`, `internal_error`); `problems` says what was wrong, one line per event.
+    `truncated` counts what `fit` cut so the rest could go.
+    """
+
+    queued: int
+    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    problems: tuple[str, ...] = ()
+    truncated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dropped", MappingProxyType(dict(self.dropped)))
+        object.__setattr__(self, "truncated", MappingProxyType(dict(self.truncated)))
+
+    @property
+    def ok(self) -> bool:
+        """True when every event was queued."""
+        return not self.dropped
+
+
+Outcome = Literal["delivered", "rejected", "undelivered"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """The answer to `send_now()`.
+
+    `rejected`: Dynatrace (or the client, before sending) refused it; sending again will not
+    help. `undelivered`: no final answer in time (still queued, retried until `shutdown`) or the
+    retries ran out. `reason` never contains the token.
+    """
+
+    outcome: Outcome
+    reason: str = ""
+    http_status: int | None = None
+    correlation_ids: tuple[str, ...] = ()
+    truncated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "truncated", MappingProxyType(dict(self.truncated)))
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
+
+
+# -- watching the attempts of one body (for send_now) ------------------------------------------
+
+
+@dataclass(eq=False)
+class _Watch:
+    data: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    attempts: int = 0
+    status: int | None = None
+    response: bytes = b""
+    error: str = ""
+
+    @property
+    def last(self) -> str:
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.error or "no answer"
+
+
+class _AttemptLog:
+    """Sees every attempt the sender makes, and marks a watched body's final answer: the
+    sender keeps its verdicts to itself, and `send_now` needs the status and correlation ids."""
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+        self._lock = threading.Lock()
+        self._watches: dict[int, _Watch] = {}
+
+    def watch(self, data: bytes) -> _Watch:
+        watch = _Watch(data)
+        with self._lock:
+            self._watches[id(data)] = watch
+        return watch
+
+    def forget(self, watch: _Watch) -> None:
+        with self._lock:
+            if self._watches.get(id(watch.data)) is watch:
+                del self._watches[id(watch.data)]
+
+    def observe(self, url: str, data: bytes, response: Response | None, error: str) -> None:
+        with self._lock:
+            watch = self._watches.get(id(data))
+        if watch is None or watch.data is not data:
+            return
+        watch.attempts += 1
+        if response is None:
+            watch.status, watch.response, watch.error = None, b"", error
+            return
+        watch.status, watch.response, watch.error = response.status, response.body, ""
+        if self._final(url, response.status):
+            watch.done.set()
+
+    def _final(self, url: str, status: int) -> bool:
+        """Mirrors the sender: retryable answers and a first 404 with a fallback are not."""
+        if status in RETRYABLE_STATUS:
+            return False
+        fallback = self._route.fallback_url
+        return not (status == 404 and fallback is not None and url != fallback)
+
+
+class _ObservedTransport(Transport):
+    def __init__(self, attempts: _AttemptLog, **options: Any) -> None:
+        super().__init__(**options)
+        self._attempts = attempts
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        try:
+            response = super().post(url, body, headers)
+        except TransportError as exc:
+            self._attempts.observe(url, body, None, str(exc))
+            raise
+        self._attempts.observe(url, body, response, "")
+        return response
+
+
+# -- the clients --------------------------------------------------------------------------------
+
+
+class _IngestClient:
+    """A `Sender` with one route, its accounting, and the blocking `send_now` machinery."""
+
+    def __init__(self, config: ExporterConfig, route: Route, encoding: Encoding) -> None:
+        self._config = config
+        self._route = route
+        self._encoding: Encoding = encoding
+        self._accounting = Accounting()
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self._attempts = _AttemptLog(route)
+        attempts = self._attempts
+        self._sender = Sender(
+            {route.name: route},
+            lambda: _ObservedTransport(attempts, timeout_s=config.timeout_s,
+                                       ca_bundle=config.ca_bundle,
+                                       verify=not config.insecure_skip_tls_verify),
+            self._accounting,
+            max_queue_bytes=config.max_queue_bytes,
+            backoff=Backoff(config.backoff_initial_s, config.backoff_max_s),
+            max_elapsed_s=config.retry_max_elapsed_s,
+            gzip_level=config.gzip_level,
+        )
+
+    @property
+    def config(self) -> ExporterConfig:
+        return self._config
+
+    @property
+    def url(self) -> str:
+        """Where bodies go (the legacy URL is `route.fallback_url`)."""
+        return self._route.url
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything queued is delivered or dropped; False if time ran out."""
+        return self._sender.flush(timeout_s)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Refuse new events, deliver what is queued within the deadline (default
+        `DT_EXPORTER_SHUTDOWN_TIMEOUT`), drop the rest as `shutdown`. True when all went."""
+        with self._lock:
+            if self._shut_down:
+                return True
+            self._shut_down = True
+        return self._sender.shutdown(
+            self._config.shutdown_timeout_s if timeout_s is None else timeout_s
+        )
+
+    def stats(self) -> DeliveryStats:
+        """A consistent snapshot: received = delivered + dropped + queued + in flight."""
+        with self._lock, self._sender.transition:
+            records, size = self._sender.queue.depth
+            return self._accounting.snapshot(records, size)
+
+    def _body(self, data: bytes, records: int) -> Body:
+        level = self._config.gzip_level
+        return Body(self._route.name, payload.compress(data, self._encoding, level), records,
+                    self._encoding)
+
+    def _queue(self, received: int, bodies: Sequence[Body], dropped: Counter[str],
+               truncated: Mapping[str, int]) -> bool:
+        """Account for `received` items and queue `bodies`; False once shut down."""
+        with self._lock:
+            self._accounting.receive(received)
+            if self._shut_down:
+                self._accounting.drop("already_shutdown", received)
+                return False
+            self._accounting.merge(dropped, Counter(truncated))
+            for body in bodies:
+                self._sender.submit(body)
+        return True
+
+    def _receipt(self, received: int, bodies: Sequence[Body], dropped: Counter[str],
+                 problems: list[str], truncated: Mapping[str, int]) -> SendReceipt:
+        if not self._queue(received, bodies, dropped, truncated):
+            return SendReceipt(0, {"already_shutdown": received}, ("the client is shut down",))
+        return SendReceipt(sum(b.records for b in bodies), dropped, tuple(problems), truncated)
+
+    def _count_unsendable(self, reason: str, count: int) -> None:
+        with self._lock:
+            self._accounting.receive(count)
+            self._accounting.drop(reason, count)
+
+    def _send_and_wait(self, body: Body, timeout_s: float,
+                       truncated: Mapping[str, int]) -> EventResult:
+        watch = self._attempts.watch(body.data)
+        try:
+            if not self._queue(1, [body], Counter(), truncated):
+                return EventResult("rejected", "the client is shut down")
+            deadline = time.monotonic() + max(timeout_s, 0.0)
+            while not watch.done.is_set():
+                if self._sender.flush(0):  # idle: our body was delivered or dropped
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return EventResult(
+                        "undelivered",
+                        f"no final answer within {timeout_s:g} s after {watch.attempts} "
+                        f"attempts (last: {watch.last}); still queued",
+                        watch.status, truncated=truncated)
+                watch.done.wait(min(left, _POLL_S))
+        finally:
+            self._attempts.forget(watch)
+        return self._result(watch, truncated)
+
+    def _result(self, watch: _Watch, truncated: Mapping[str, int]) -> EventResult:
+        status = watch.status
+        if not watch.done.is_set() or status is None:
+            if watch.attempts == 0:
+                return EventResult("undelivered", "dropped before it was sent (see stats())",
+                                   truncated=truncated)
+            return EventResult("undelivered", f"gave up after {watch.attempts} attempts "
+                               f"(last: {watch.last})", status, truncated=truncated)
+        if 200 <= status < 300:
+            ids, statuses = ingest_results(watch.response)
+            if statuses and "OK" not in statuses:
+                return EventResult("rejected", "Dynatrace refused the event: "
+                                   + ", ".join(sorted(set(statuses))), status, tuple(ids),
+                                   truncated)
+            return EventResult("delivered", "", status, tuple(ids), truncated)
+        if status == 413:
+            return EventResult("rejected", "HTTP 413: too large for the endpoint", status,
+                               truncated=truncated)
+        meaning = PERMANENT_MEANING.get(status, "unexpected answer")
+        if status in (401, 403):
+            meaning += f" (this endpoint needs scope {self._route.scope})"
+        detail = server_message(watch.response)
+        return EventResult("rejected", f"HTTP {status}: {meaning}"
+                           + (f" — {detail}" if detail else ""), status, truncated=truncated)
+
+
+class EventsClient(_IngestClient):
+    """Sends events to the Events API v2. `EventsClient()` reads `DT_ENDPOINT`, `DT_API_TOKEN`
+    and the other `DT_EXPORTER_*` settings; keyword arguments (the `ExporterConfig` setting
+    names, plus `events_compression`) override them. Bad configuration raises `ConfigError`.
+    """
+
+    def __init__(self, config: ExporterConfig | None = None, **settings: Any) -> None:
+        events = EventSettings.from_env(compression=settings.pop("events_compression", None))
+        cfg = _resolve(config, settings)
+        if events.compression == "gzip" and cfg.endpoint.is_oneagent:
+            raise ConfigError(EVENTS_COMPRESSION_ENV_VAR,
+                              "the OneAgent local endpoint refuses Content-Encoding")
+        route = Route(
+            name="events", url=cfg.endpoint.events_url, content_type=_JSON, scope=EVENTS_SCOPE,
+            split=payload.split_json_array, count=payload.count_json_array,
+            read_rejections=one_event_rejections, authorization=cfg.authorization,
+        )
+        super().__init__(cfg, route, "gzip" if events.compression == "gzip" else "identity")
+
+    def send(self, events: Event | Iterable[Event]) -> SendReceipt:
+        """Queue one event or many (one request each) and return at once. Never raises."""
+        try:
+            items: list[object] = [events] if isinstance(events, Event) else list(events)
+        except Exception:
+            self._count_unsendable("invalid_event", 1)
+            return SendReceipt(0, {"invalid_event": 1},
+                               ("send() takes an Event or an iterable of Events",))
+        try:
+            bodies, dropped, problems, truncated = self._encode(items)
+        except Exception:  # a bug must not reach the application
+            _log.exception("dt_exporter: could not encode %d events; dropped", len(items))
+            self._count_unsendable("internal_error", len(items))
+            return SendReceipt(0, {"internal_error": len(items)},
+                               ("internal error while encoding (logged)",))
+        return self._receipt(len(items), bodies, dropped, problems, truncated)
+
+    def send_now(self, event: Event, timeout_s: float = 10.0) -> EventResult:
+        """Send one event and wait (at most `timeout_s`) for Dynatrace's answer."""
+        bodies, dropped, problems, truncated = self._encode([event])
+        if not bodies:
+            self._count_unsendable(next(iter(dropped), "invalid_event"), 1)
+            return EventResult("rejected", "; ".join(problems), truncated=truncated)
+        return self._send_and_wait(bodies[0], timeout_s, truncated)
+
+    def _encode(
+        self, items: Sequence[object]
+    ) -> tuple[list[Body], Counter[str], list[str], Counter[str]]:
+        bodies: list[Body] = []
+        dropped: Counter[str] = Counter()
+        truncated: Counter[str] = Counter()
+        problems: list[str] = []
+        for index, item in enumerate(items):
+            label = f"event {index}"
+            if not isinstance(item, Event):
+                dropped["invalid_event"] += 1
+                problems.append(f"{label}: not an Event but {type(item).__name__}")
+                continue
+            label += f" ({item.title[:60]!r})"
+            fitted, changes = fit(item)
+            wrong = validate(fitted)
+            if wrong:
+                dropped["invalid_event"] += 1
+                problems.append(f"{label}: {'; '.join(wrong)}")
+                continue
+            data, scrubbed = json_dumps(fitted.to_json())
+            if len(data) > EVENTS_MAX_REQUEST_BYTES:
+                dropped["record_too_large"] += 1
+                problems.append(f"{label}: {len(data)} bytes, over the API's 1 MB limit")
+                continue
+            truncated.update(changes)
+            if scrubbed:
+                truncated["invalid_unicode"] += 1
+            bodies.append(self._body(data, 1))
+        return bodies, dropped, problems, truncated
+
+    def __repr__(self) -> str:
+        return f"EventsClient({self.url!r})"
+
+
+class SecurityEventsClient(_IngestClient):
+    """Sends custom security events to an OpenPipeline ingest endpoint (`endpoint_name`).
+
+    Any JSON objects (mappings) go: OpenPipeline's processing for the endpoint shapes them.
+    Values that are not JSON (datetimes, bytes, sets, other objects) become ISO text, base64,
+    lists and `str()`. The OneAgent local endpoint has no security-events API: `ConfigError`.
+    """
+
+    def __init__(self, endpoint_name: str, config: ExporterConfig | None = None,
+                 **settings: Any) -> None:
+        name = check_endpoint_name(endpoint_name)
+        cfg = _resolve(config, settings)
+        if cfg.endpoint.is_oneagent:
+            raise ConfigError(
+                "DT_ENDPOINT", "the OneAgent local endpoint has no security-events API; point "
+                "DT_ENDPOINT at the environment (SaaS, Managed or an ActiveGate)")
+        route = Route(
+            name="security", url=cfg.endpoint.security_events_url(name), content_type=_JSON,
+            scope=SECURITY_SCOPE, split=payload.split_json_array,
+            count=payload.count_json_array, read_rejections=responses.nothing_rejected,
+            authorization=cfg.authorization,
+            fallback_url=cfg.endpoint.security_events_url(name, legacy=True),
+        )
+        super().__init__(cfg, route, "gzip" if cfg.compression == "gzip" else "identity")
+        self.endpoint_name = name
+
+    def send(self, events: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> SendReceipt:
+        """Queue one security event or many (batched) and return at once. Never raises."""
+        try:
+            items = [events] if isinstance(events, Mapping) else list(events)
+            return self._send_objects(items, Counter())
+        except Exception:
+            _log.exception("dt_exporter: could not encode security events; dropped")
+            self._count_unsendable("internal_error", 1)
+            return SendReceipt(0, {"internal_error": 1},
+                               ("internal error while encoding (logged)",))
+
+    def send_now(self, event: Mapping[str, Any], timeout_s: float = 10.0) -> EventResult:
+        """Send one security event and wait (at most `timeout_s`) for the answer."""
+        bodies, dropped, problems, truncated = self._encode([event], Counter())
+        if not bodies:
+            reason = next(iter(dropped), "invalid_event")
+            self._count_unsendable(reason, 1)
+            return EventResult("rejected", "; ".join(problems) or reason, truncated=truncated)
+        return self._send_and_wait(bodies[0], timeout_s, truncated)
+
+    def _send_objects(self, items: Sequence[object], truncated: Counter[str]) -> SendReceipt:
+        bodies, dropped, problems, truncated = self._encode(items, truncated)
+        return self._receipt(len(items), bodies, dropped, problems, truncated)
+
+    def _encode(
+        self, items: Sequence[object], truncated: Counter[str]
+    ) -> tuple[list[Body], Counter[str], list[str], Counter[str]]:
+        dropped: Counter[str] = Counter()
+        problems: list[str] = []
+        objects: list[JsonObject] = []
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                objects.append({_key(k): json_safe(v, 1) for k, v in item.items()})
+            else:
+                dropped["invalid_event"] += 1
+                problems.append(f"event {index}: not a JSON object but {type(item).__name__}")
+        cfg = self._config
+        arrays = payload.json_arrays(
+            objects, max_bytes=cfg.max_request_bytes, max_records=cfg.max_records_per_request,
+            truncations=truncated, dropped=dropped,
+        )
+        if dropped["record_too_large"]:
+            problems.append(f"{dropped['record_too_large']} events over "
+                            f"{cfg.max_request_bytes} bytes each")
+        return [self._body(data, count) for data, count in arrays], dropped, problems, truncated
+
+    def __repr__(self) -> str:
+        return f"SecurityEventsClient({self.url!r})"
+
+
+def _resolve(config: ExporterConfig | None, settings: Mapping[str, Any]) -> ExporterConfig:
+    if config is None:
+        return ExporterConfig.from_env(**settings)
+    if settings:
+        raise ConfigError(", ".join(sorted(settings)), "pass either config= or settings, not both")
+    return config
+
+
+def ingest_results(body: bytes) -> tuple[list[str], list[str]]:
+    """Correlation ids and statuses of a 201 `EventIngestResults` body (empty when absent)."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return [], []
+    results = parsed.get("eventIngestResults") if isinstance(parsed, dict) else None
+    ids: list[str] = []
+    statuses: list[str] = []
+    for result in results if isinstance(results, list) else []:
+        if isinstance(result, dict):
+            if result.get("correlationId"):
+                ids.append(str(result["correlationId"]))
+            statuses.append(str(result.get("status")))
+    return ids, statuses
+
+
+def one_event_rejections(status: int, body: bytes) -> tuple[int, str]:
+    """`responses.events_rejections` for a body of one event: the event counts as rejected only
+    when none of its reports is `OK` (an entity selector matching two hosts makes two)."""
+    failed, message = responses.events_rejections(status, body)
+    if not failed:
+        return 0, message
+    _, statuses = ingest_results(body)
+    return (0 if "OK" in statuses else 1), message
+
+
+def server_message(body: bytes) -> str:
+    """The message of Dynatrace's error envelope, shortened; "" when there is none."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return ""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:300] if message else ""
+
+
+def _key(key: object) -> str:
+    return key if isinstance(key, str) else describe(key)
+
+
+def json_safe(value: object, depth: int) -> Any:
+    """Any value as JSON types only: never raises; cycles and depth end as text."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return float_to_json(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes_to_text(value)
+    if depth > _MAX_DEPTH:
+        return describe(value)
+    if isinstance(value, Mapping):
+        return {_key(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(describe(v) for v in value)
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        try:
+            return str(isoformat())
+        except Exception:  # noqa: S110 - fall through to describe()
+            pass
+    return describe(value)
+
+
+# -- the OpenTelemetry route ----------------------------------------------------------------------
+
+
+class EventRoutingExporter(LogRecordExporter):
+    """Sends OpenTelemetry event records (`event_name` set and matched by a rule) to the Events
+    API or a security-events endpoint, and every other record to `log_exporter`.
+
+    `routes`: an `EventRoutes`, a `{pattern: destination}` mapping or the string form; default
+    `DT_EXPORTER_EVENT_ROUTES`. The clients use `config` (default: the log exporter's, else the
+    environment with `settings`). `export()` never raises.
+    """
+
+    def __init__(
+        self,
+        log_exporter: LogRecordExporter,
+        routes: EventRoutes | str | Mapping[str, str] | None = None,
+        *,
+        config: ExporterConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        self._logs = log_exporter
+        self._routes = routes if isinstance(routes, EventRoutes) else EventRoutes.from_env(
+            routes=routes)
+        self._lock = threading.Lock()
+        self._events: EventsClient | None = None
+        self._security: dict[str, SecurityEventsClient] = {}
+        #: one mapper per security endpoint, so each client is charged its own truncations
+        self._mappers: dict[str, tuple[RecordMapper, Counter[str]]] = {}
+        if not self._routes.routes:
+            return
+        if config is None and not settings and isinstance(log_exporter, DynatraceLogExporter):
+            config = log_exporter.config
+        compression = settings.pop("events_compression", None)
+        cfg = _resolve(config, settings)
+        for route in self._routes.routes:
+            if route.target == "events" and self._events is None:
+                self._events = EventsClient(cfg, events_compression=compression)
+            elif route.target == "security" and route.endpoint_name not in self._security:
+                self._security[route.endpoint_name] = SecurityEventsClient(
+                    route.endpoint_name, cfg)
+                cut: Counter[str] = Counter()
+                self._mappers[route.endpoint_name] = (RecordMapper(cfg.limits, cut), cut)
+
+    @property
+    def routes(self) -> EventRoutes:
+        return self._routes
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        try:
+            return self._export(batch)
+        except Exception:  # never into the application
+            _log.exception("dt_exporter: unexpected error in EventRoutingExporter.export()")
+            return LogRecordExportResult.FAILURE
+
+    def _export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if not self._routes.routes:
+            return self._logs.export(batch)
+        logs: list[ReadableLogRecord] = []
+        events: list[Event] = []
+        security: dict[str, list[JsonObject]] = {name: [] for name in self._security}
+        unmappable: Counter[str] = Counter()
+        with self._lock:  # the mappers are not thread-safe
+            for record in batch:
+                route = self._routes.route_for(record.log_record.event_name)
+                if route is None:
+                    logs.append(record)
+                    continue
+                try:
+                    if route.target == "events":
+                        events.append(event_from_record(record, route.event_type))
+                    else:
+                        mapper, _ = self._mappers[route.endpoint_name]
+                        security[route.endpoint_name].append(
+                            security_event_from_record(record, mapper))
+                except Exception:
+                    _log.exception("dt_exporter: could not map an event record; dropped")
+                    unmappable[route.destination] += 1
+            truncated = {name: _take(cut) for name, (_, cut) in self._mappers.items()}
+        if self._events is not None:
+            if events:
+                self._events.send(events)
+            lost = sum(n for dest, n in unmappable.items() if dest.startswith("events:"))
+            if lost:
+                self._events._count_unsendable("unmappable", lost)
+        for name, client in self._security.items():
+            if security[name]:
+                client._send_objects(security[name], truncated[name])
+            if unmappable[f"security:{name}"]:
+                client._count_unsendable("unmappable", unmappable[f"security:{name}"])
+        return self._logs.export(logs) if logs else LogRecordExportResult.SUCCESS
+
+    def _clients(self) -> list[_IngestClient]:
+        clients: list[_IngestClient] = [] if self._events is None else [self._events]
+        return [*clients, *self._security.values()]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        flushed = all([client.flush(_left(deadline)) for client in self._clients()])
+        left_ms = int(_left(deadline) * 1000)
+        return self._logs.force_flush(left_ms) and flushed
+
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Shut the event clients down, then the log exporter, within one deadline."""
+        clients = self._clients()
+        if timeout_millis is None:
+            timeout_s = max((c.config.shutdown_timeout_s for c in clients), default=5.0)
+        else:
+            timeout_s = timeout_millis / 1000
+        deadline = time.monotonic() + timeout_s
+        for client in clients:
+            client.shutdown(_left(deadline))
+        if isinstance(self._logs, DynatraceLogExporter):
+            self._logs.shutdown(int(_left(deadline) * 1000))
+        else:
+            self._logs.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
+
+    def stats(self) -> dict[str, DeliveryStats]:
+        """Delivery stats per destination: `logs` (when the log exporter keeps them),
+        `events`, `security:<endpoint>`."""
+        out: dict[str, DeliveryStats] = {}
+        logs_stats = getattr(self._logs, "stats", None)
+        if callable(logs_stats):
+            out["logs"] = logs_stats()
+        if self._events is not None:
+            out["events"] = self._events.stats()
+        for name, client in self._security.items():
+            out[f"security:{name}"] = client.stats()
+        return out
+
+    def __repr__(self) -> str:
+        return f"EventRoutingExporter({self._logs!r}, routes={str(self._routes)!r})"
+
+
+def _take(counter: Counter[str]) -> Counter[str]:
+    taken = Counter(counter)
+    counter.clear()
+    return taken
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0)
