@@ -95,7 +95,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         otlp = self.path.endswith("/v1/logs")
         self.send_response(200 if otlp else 204)

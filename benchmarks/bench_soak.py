@@ -37,7 +37,7 @@ def _sink(port_queue: Any, down: Any, received: Any) -> None:
     class Sink(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if down.value:
                 self.send_response(503)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -22,12 +22,11 @@ RecordFactory = Callable[..., list[ReadableLogRecord]]
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DT_* or OTEL_* variable from the developer's shell may leak into a test."""
     for name in list(os.environ):
         if name.startswith(("DT_", "OTEL_")):
             monkeypatch.delenv(name)
-    yield
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_records_arrive_as_dynatrace_reads_them(emulator, make_records):
     assert stats.delivered == 3
     assert [r.content for r in seen] == ["record 0", "record 1", "record 2"]
     assert {r.loglevel for r in seen} == {"WARN"}
-    for sent, got in zip(records, seen):
+    for sent, got in zip(records, seen, strict=True):
         assert got.trace_id == f"{sent.log_record.trace_id:032x}"
         assert got.span_id == f"{sent.log_record.span_id:016x}"
         assert got.timestamp == sent.log_record.timestamp // 1_000_000

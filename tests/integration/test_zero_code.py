@@ -80,7 +80,8 @@ def test_logs_and_span_events_arrive_with_only_environment_variables(tmp_path, e
 
 def test_bridge_can_be_disabled_by_name(tmp_path, emulator):
     """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=dynatrace_span_events leaves only the log line."""
-    env = documented_env(emulator) | {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "dynatrace_span_events"}
+    env = documented_env(emulator)
+    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "dynatrace_span_events"
     result = run_app(tmp_path, env)
     assert result.returncode == 0, result.stderr
     records = emulator.wait_for_records(1, timeout=15)
