@@ -40,6 +40,14 @@ class BodyQueue:
             self._ready.notify()
         return evicted
 
+    def wait_for_room(self, size: int, timeout: float | None) -> bool:
+        """Block until `size` more bytes fit (for producers that may wait, like the CLI's `send`);
+        False on timeout."""
+        with self._ready:
+            return self._ready.wait_for(
+                lambda: not self._bodies or self._bytes + size <= self.max_bytes, timeout
+            )
+
     def put_front(self, bodies: list[Body]) -> None:
         """Return bodies to the head of the queue (split halves, unsent work), ignoring the bound:
         they were already counted in it once."""
@@ -58,6 +66,7 @@ class BodyQueue:
             body = self._bodies.popleft()
             self._bytes -= body.size
             self._records -= body.records
+            self._ready.notify_all()  # producers waiting for room
             return body
 
     def wait(self, timeout: float) -> bool:

@@ -137,10 +137,15 @@ class Sender:
 
     # -- application side ------------------------------------------------------------------------
 
-    def submit(self, body: Body) -> None:
-        """Queue a body; never blocks on I/O. Evicted bodies are counted as `queue_full`."""
+    def submit(self, body: Body, *, wait_s: float = 0.0) -> None:
+        """Queue a body. The exporter never waits (`wait_s=0`): when the queue is full the oldest
+        bodies are evicted and counted as `queue_full`. A batch producer such as the CLI may wait
+        up to `wait_s` seconds for room first."""
         if self._pid != os.getpid():
             self.after_fork_in_child()
+        if wait_s > 0:
+            self._ensure_thread()
+            self.queue.wait_for_room(body.size, wait_s)
         if self._spool is not None:
             body = self._spool.write(body)
         self._enqueue(body)

@@ -118,6 +118,13 @@ class RecordMapper:
         self._key_chars = limits.max_key_bytes // 4
         self._content_chars = limits.max_content_bytes // 4
 
+    def map_object(self, source: Mapping[str, Any]) -> JsonObject:
+        """An already-Dynatrace-shaped object (a JSON log line): keys and values limited and
+        nested maps flattened, as for a record's attributes."""
+        out: JsonObject = {}
+        self._add_attributes(out, source)
+        return out
+
     def map(self, record: ReadableLogRecord) -> JsonObject:
         lr = record.log_record
         base, base_cuts = self._base(record.resource, record.instrumentation_scope)
