@@ -121,8 +121,17 @@ class RecordMapper:
     def map_object(self, source: Mapping[str, Any]) -> JsonObject:
         """An already-Dynatrace-shaped object (a JSON log line): keys and values limited and
         nested maps flattened, as for a record's attributes."""
+        special = {k: v for k, v in source.items() if k in SPECIAL_KEYS}
         out: JsonObject = {}
-        self._add_attributes(out, source)
+        self._add_attributes(out, {k: v for k, v in source.items() if k not in special}
+                             if special else source)
+        for key, value in special.items():
+            if key == "content":
+                out[key] = self._content(value)
+            elif key == "timestamp" and type(value) in (int, float):
+                out[key] = float_to_json(value) if type(value) is float else value
+            else:
+                out[key] = self._value(value, ())
         return out
 
     def map(self, record: ReadableLogRecord) -> JsonObject:
