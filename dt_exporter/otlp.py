@@ -50,7 +50,9 @@ Values OTLP cannot carry as they are (never an exception):
 - a timestamp, flags, trace id or span id that does not fit its field (negative, too wide, not
   an int) is left out; a plain int severity number is kept (the official encoder keeps only
   enum members);
-- a record without the `ReadableLogRecord` shape is dropped: `dropped["unencodable"] += 1`.
+- a record that cannot be encoded at all (not shaped like a `ReadableLogRecord`, or its
+  attributes changed by another thread while being read) is dropped:
+  `dropped["unencodable"] += 1`.
 
 Requests: each holds at most `max_records` records and `max_request_bytes` bytes; a record that
 does not fit an otherwise empty request is dropped: `dropped["record_too_large"] += 1`.
