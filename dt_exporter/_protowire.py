@@ -19,8 +19,6 @@ I32: Final = 5
 
 _UINT64_MOD: Final = 1 << 64
 
-#: `pack_fixed64(n)` for uint64 n; raises struct.error outside 0 <= n < 2**64.
-pack_fixed64: Final = struct.Struct("<Q").pack
 #: `pack_fixed32(n)` for uint32 n.
 pack_fixed32: Final = struct.Struct("<I").pack
 #: `pack_double(x)`: IEEE 754 little-endian, NaN and infinities included.

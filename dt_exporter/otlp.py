@@ -84,7 +84,6 @@ from dt_exporter._protowire import (
     len_field,
     pack_double,
     pack_fixed32,
-    pack_fixed64,
     varint,
     varint_size,
 )
@@ -121,7 +120,7 @@ _BOOL_FALSE: Final = b"\x02" + _ANY_FALSE
 _KV_KEY: Final = b"\x0a"
 _KV_VALUE: Final = b"\x12"
 _LIST_VALUES: Final = b"\x0a"  # ArrayValue.values and KeyValueList.values
-_LOG_TIME: Final = b"\x09"
+_LOG_TIME: Final = 0x09  # fixed64 fields: a one-byte key, packed with the value
 _LOG_SEVERITY_TEXT: Final = b"\x1a"
 _LOG_BODY: Final = b"\x2a"
 _LOG_ATTRIBUTE: Final = b"\x32"
@@ -129,13 +128,15 @@ _LOG_DROPPED: Final = b"\x38"
 _LOG_FLAGS: Final = b"\x45"
 _LOG_TRACE_ID: Final = b"\x4a\x10"
 _LOG_SPAN_ID: Final = b"\x52\x08"
-_LOG_OBSERVED_TIME: Final = b"\x59"
+_LOG_OBSERVED_TIME: Final = 0x59
 _LOG_EVENT_NAME: Final = b"\x62"
 _SCOPE_LOGS_RECORD: Final = b"\x12"
 _RESOURCE_LOGS_SCOPE_LOGS: Final = b"\x12"
 _REQUEST_RESOURCE_LOGS: Final = b"\x0a"
 # Both ids in one call: keys as big-endian shorts, the trace id as two halves.
 _pack_ids: Final = struct.Struct(">HQQHQ").pack
+#: A one-byte field key and a fixed64 value.
+_pack_tagged64: Final = struct.Struct("<BQ").pack
 _TRACE_ID_KEY: Final = int.from_bytes(_LOG_TRACE_ID, "big")
 _SPAN_ID_KEY: Final = int.from_bytes(_LOG_SPAN_ID, "big")
 #: `_STRING_HEADS[n]`: AnyValue length and string_value key and length, for n < 126 bytes.
@@ -426,11 +427,12 @@ class _Encoder:
         max_value = self._max_value
         short_string = self._short_string
         append = parts.append
-        # Fast paths for the scalar types nearly all attributes have: one concatenation each,
+        extend = parts.extend
+        # Fast paths for the scalar types nearly all attributes have: no nested messages built,
         # lengths by arithmetic. A cached key prefix is at most 2,048 bytes, so every length
         # below stays inside the VARINTS table.
         for key, value in items:
-            prefix = keys.get(key) if type(key) is str else None
+            prefix = keys.get(key)
             if prefix is None:
                 prefix = self._key_prefix(key, truncations)
                 if len(prefix) > 2048:
@@ -444,10 +446,10 @@ class _Encoder:
                     encoded = self._utf8(value, max_value, "value", truncations)[0]
                 size = len(encoded)
                 if size < short_string:  # uncut, and every varint in the AnyValue is one byte
-                    append(
-                        field_key + VARINTS[len(prefix) + size + 3] + prefix
-                        + _STRING_HEADS[size] + encoded
-                    )
+                    extend((
+                        field_key, VARINTS[len(prefix) + size + 3], prefix,
+                        _STRING_HEADS[size], encoded
+                    ))
                     continue
                 if size > max_value:
                     encoded = self._utf8(encoded.decode(), max_value, "value", truncations)[0]
@@ -566,7 +568,7 @@ class _Encoder:
         append = parts.append
         timestamp = log.timestamp
         if type(timestamp) is int and 0 < timestamp < _UINT64_LIMIT:
-            append(_LOG_TIME + pack_fixed64(timestamp))
+            append(_pack_tagged64(_LOG_TIME, timestamp))
         severity = log.severity_number
         if severity is not None:
             number = getattr(severity, "_value_", severity)  # Enum's plain slot; `.value` is slow
@@ -617,7 +619,7 @@ class _Encoder:
             self._ids(trace_id, span_id, append)
         observed = log.observed_timestamp
         if type(observed) is int and 0 < observed < _UINT64_LIMIT:
-            append(_LOG_OBSERVED_TIME + pack_fixed64(observed))
+            append(_pack_tagged64(_LOG_OBSERVED_TIME, observed))
         event_name = log.event_name
         if event_name:
             field = self._event_names.get(event_name)
