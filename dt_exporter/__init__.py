@@ -1,23 +1,29 @@
 """dt_exporter: ship OpenTelemetry data to Dynatrace, fast and without losing it."""
 
 from dt_exporter._version import __version__
-from dt_exporter.config import Endpoint, ExporterConfig, Secret
+from dt_exporter.bridge import SpanEventBridge
+from dt_exporter.config import BridgeConfig, Endpoint, ExporterConfig, Secret
 from dt_exporter.errors import ConfigError, DtExporterError, TransportError
 from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
+from dt_exporter.setup import DynatraceSetup, setup_dynatrace
 from dt_exporter.stats import DeliveryStats
 
 __all__ = [
+    "BridgeConfig",
     "CLASSIC",
-    "GRAIL",
     "ConfigError",
     "DeliveryStats",
     "DtExporterError",
     "DynatraceLogExporter",
+    "DynatraceSetup",
     "Endpoint",
     "ExporterConfig",
+    "GRAIL",
     "LimitProfile",
     "Secret",
+    "SpanEventBridge",
     "TransportError",
     "__version__",
+    "setup_dynatrace",
 ]

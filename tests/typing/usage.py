@@ -1,0 +1,35 @@
+"""Type-checked (mypy --strict, in .ci/run) the way users write it: keeps the public API typed."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+from dt_exporter import ConfigError, DeliveryStats, DynatraceLogExporter, ExporterConfig
+from dt_exporter.bridge import SpanEventBridge
+from dt_exporter.setup import DynatraceSetup, setup_dynatrace
+
+
+def wire_by_hand() -> DeliveryStats:
+    config = ExporterConfig.from_env({"DT_ENDPOINT": "https://abc.live.dynatrace.com",
+                                      "DT_API_TOKEN": "dt0c01.X.Y"}, compression="none")
+    exporter = DynatraceLogExporter(config=config)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    bridge: SpanEventBridge = SpanEventBridge(provider, level="WARN")
+    assert bridge.config.level == "WARN"
+    flushed: bool = exporter.force_flush(1000)
+    assert isinstance(flushed, bool)
+    return exporter.stats()
+
+
+def wire_in_one_call() -> int:
+    try:
+        handles: DynatraceSetup = setup_dynatrace("svc", set_global=False)
+    except ConfigError as error:
+        logging.getLogger(__name__).error("bad setting %s", error.setting)
+        return 2
+    handles.shutdown()
+    return handles.exporter.stats().delivered
