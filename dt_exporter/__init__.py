@@ -10,8 +10,9 @@ from dt_exporter.setup import DynatraceSetup, setup_dynatrace
 from dt_exporter.stats import DeliveryStats
 
 __all__ = [
-    "BridgeConfig",
     "CLASSIC",
+    "GRAIL",
+    "BridgeConfig",
     "ConfigError",
     "DeliveryStats",
     "DtExporterError",
@@ -19,7 +20,6 @@ __all__ = [
     "DynatraceSetup",
     "Endpoint",
     "ExporterConfig",
-    "GRAIL",
     "LimitProfile",
     "Secret",
     "SpanEventBridge",
