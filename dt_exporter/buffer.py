@@ -87,6 +87,12 @@ class BodyQueue:
             self._ready.notify_all()
 
     @property
+    def oldest_ns(self) -> int:
+        """Timestamp of the oldest record at the head of the queue (0: empty or unknown)."""
+        with self._ready:
+            return self._bodies[0].oldest_ns if self._bodies else 0
+
+    @property
     def depth(self) -> tuple[int, int]:
         """(records, bytes) queued now."""
         with self._ready:

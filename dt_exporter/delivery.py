@@ -186,6 +186,10 @@ class Sender:
         return drained
 
     @property
+    def spool_bytes(self) -> int:
+        return self._spool.size() if self._spool is not None else 0
+
+    @property
     def _abandoned_reason(self) -> str:
         """Bodies left at shutdown: lost without a spool, waiting on disk with one."""
         return "shutdown" if self._spool is None else "left_in_spool"

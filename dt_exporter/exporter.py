@@ -170,9 +170,12 @@ class DynatraceLogExporter(LogRecordExporter):
         """A consistent snapshot: received = delivered + dropped + queued + in flight."""
         if self._sender is None:
             return self._accounting.snapshot(0, 0)
+        spool_bytes = self._sender.spool_bytes  # disk I/O: outside the locks
         with self._export_lock, self._sender.transition:
             records, size = self._sender.queue.depth
-            return self._accounting.snapshot(records, size)
+            oldest = self._sender.queue.oldest_ns
+            age_s = max(time.time_ns() - oldest, 0) / 1e9 if oldest else 0.0
+            return self._accounting.snapshot(records, size, age_s, spool_bytes)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every queued record is delivered or dropped; False if time ran out."""

@@ -31,8 +31,8 @@ class DeliveryStats:
     requests: int
     retries: int
     partial_successes: int
-    oldest_queued_age_s: float = 0.0
-    spool_bytes: int = 0
+    oldest_queued_age_s: float = 0.0  # age of the oldest queued record (by its timestamp)
+    spool_bytes: int = 0  # this process's files in the disk spool
     possible_duplicates: int = 0
 
     @property
@@ -97,7 +97,7 @@ class Accounting:
 
     def snapshot(
         self, queued_records: int, queued_bytes: int, oldest_age_s: float = 0.0,
-        spool_bytes: int = 0,
+        spool_bytes: int = 0  # this process's files in the disk spool,
     ) -> DeliveryStats:
         with self._lock:
             return DeliveryStats(

@@ -152,3 +152,20 @@ def test_forked_child_does_not_resend_the_parents_queue(emulator, make_records):
     assert exporter.stats().delivered == 10
     assert ids(emulator.records) == [*range(10), *range(100, 105)]
     exporter.shutdown()
+
+
+def test_stats_show_queue_depth_age_and_spool_during_an_outage(tmp_path, emulator, make_records):
+    """While the backend is down the snapshot shows what waits: records, bytes, age, spool."""
+    emulator.enqueue("logs", *[Reply(503) for _ in range(1000)])
+    exporter = DynatraceLogExporter(endpoint=emulator.url, token=emulator.token,
+                                    spool_dir=tmp_path / "spool", backoff_initial_s=5.0,
+                                    backoff_max_s=5.0, max_request_bytes=2048)
+    exporter.export(make_records(40, timestamp_ns=time.time_ns() - 3 * 10**9))
+    time.sleep(0.2)
+    stats = exporter.stats()
+    assert stats.in_flight + stats.queued_records == 40 and stats.queued_records > 0
+    assert stats.queued_bytes > 0 and stats.spool_bytes >= stats.queued_bytes
+    assert stats.oldest_queued_age_s >= 3.0
+    assert stats.balanced
+    exporter.shutdown(timeout_millis=100)
+    assert exporter.stats().dropped == {"left_in_spool": 40}
