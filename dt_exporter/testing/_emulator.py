@@ -93,7 +93,7 @@ class DynatraceEmulator:
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},  # stop() waits up to one interval
             name=f"dynatrace-emulator:{self._port}",
             daemon=True,
         )

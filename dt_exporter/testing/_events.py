@@ -52,9 +52,8 @@ def as_list(document: Any, what: str) -> list[Any]:
     return items
 
 
-def check_schema(event: dict[str, Any], index: int) -> None:
-    """400 for what the API's schema refuses."""
-    where = f"event {index}: " if index else ""
+def check_schema(event: dict[str, Any], where: str = "") -> None:
+    """400 for what the API's schema refuses; `where` prefixes the message."""
     event_type = event.get("eventType")
     if event_type not in EVENT_TYPES:
         raise Refusal(400, f"{where}eventType must be one of {', '.join(sorted(EVENT_TYPES))}")
@@ -64,9 +63,8 @@ def check_schema(event: dict[str, Any], index: int) -> None:
         value = event.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise Refusal(400, f"{where}{name} must be an integer")
-    for name in ("entitySelector",):
-        if event.get(name) is not None and not isinstance(event[name], str):
-            raise Refusal(400, f"{where}{name} must be a string")
+    if event.get("entitySelector") is not None and not isinstance(event["entitySelector"], str):
+        raise Refusal(400, f"{where}entitySelector must be a string")
     if event.get("properties") is not None and not isinstance(event["properties"], dict):
         raise Refusal(400, f"{where}properties must be an object")
 
@@ -93,7 +91,7 @@ def ingest_results(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The 201 body (`EventIngestResults`) and the accepted events."""
     for index, event in enumerate(events):
-        check_schema(event, index)
+        check_schema(event, f"event {index}: " if len(events) > 1 else "")
     results, accepted = [], []
     for index, event in enumerate(events):
         status = "INVALID_METADATA" if index in rejected else event_status(event, now_ms)

@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dt_exporter.testing._attributes import DataModel, add_attribute, overlay, to_json_text, to_text
+from dt_exporter.testing._attributes import (
+    DataModel,
+    add_attribute,
+    overlay,
+    put,
+    to_json_text,
+    to_text,
+)
 from dt_exporter.testing._models import LogEndpoint, ReceivedRecord
 from dt_exporter.testing._timestamps import parse_timestamp
 
@@ -45,12 +52,11 @@ _RECORD_FIELDS: Final = frozenset({"loglevel", "status"})
 FUTURE_TOLERANCE_MS: Final = 10 * 60 * 1000
 MAX_AGE_MS: Final = 24 * 3600 * 1000
 
-#: First-letter rule, checked in this order; no match gives NONE.
-_LOGLEVEL_PREFIXES: Final = (
-    ("emerg", "EMERGENCY"), ("f", "EMERGENCY"), ("e", "ERROR"), ("a", "ALERT"),
-    ("c", "CRITICAL"), ("s", "SEVERE"), ("w", "WARN"), ("n", "NOTICE"), ("i", "INFO"),
-    ("d", "DEBUG"), ("trace", "DEBUG"), ("verbose", "DEBUG"),
-)  # fmt: skip
+#: First-letter rule; "e", "t" and "v" need a longer look (see `loglevel_from_value`).
+_LOGLEVEL_BY_LETTER: Final = {
+    "f": "EMERGENCY", "a": "ALERT", "c": "CRITICAL", "s": "SEVERE", "w": "WARN", "n": "NOTICE",
+    "i": "INFO", "d": "DEBUG",
+}  # fmt: skip
 _STATUS_OF_LOGLEVEL: Final = {
     "SEVERE": "ERROR", "ERROR": "ERROR", "CRITICAL": "ERROR", "ALERT": "ERROR",
     "FATAL": "ERROR", "EMERGENCY": "ERROR", "WARN": "WARN", "INFO": "INFO", "TRACE": "INFO",
@@ -72,11 +78,15 @@ def loglevel_from_value(value: object) -> str:
     """Dynatrace's first-letter rule; anything that matches no prefix is `NONE`."""
     if not isinstance(value, str):
         return "NONE"
-    lowered = value.lower()
-    for prefix, loglevel in _LOGLEVEL_PREFIXES:
-        if lowered.startswith(prefix):
-            return loglevel
-    return "NONE"
+    lowered = value[:7].lower()
+    first = lowered[:1]
+    if first == "e":
+        return "EMERGENCY" if lowered.startswith("emerg") else "ERROR"
+    if first == "t":
+        return "DEBUG" if lowered.startswith("trace") else "NONE"
+    if first == "v":
+        return "DEBUG" if lowered.startswith("verbose") else "NONE"
+    return _LOGLEVEL_BY_LETTER.get(first, "NONE")
 
 
 def status_of(loglevel: str) -> str:
@@ -154,8 +164,14 @@ def interpret_record(record: dict[str, Any], ctx: RequestContext) -> tuple[Recei
     attributes: dict[str, Any] = {}
     too_nested = False
     for key, value in record.items():
-        if key not in consumed:
+        if key in consumed:
+            continue
+        if value.__class__ is dict or value.__class__ is list:
             too_nested = add_attribute(attributes, key, value, ctx.model) or too_nested
+        elif key in attributes:  # taken by a flattened object: the first value wins
+            put(attributes, key, value)
+        else:
+            attributes[key] = value
     if not parsed and timestamp_key is not None:
         add_attribute(attributes, "unparsed_timestamp", record[timestamp_key], ctx.model)
     if content is None:

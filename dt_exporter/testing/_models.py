@@ -38,8 +38,8 @@ class Reply:
     partial_rejected: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ValueError(f"status must be an HTTP status code, got {self.status}")
+        if not 200 <= self.status <= 599:
+            raise ValueError(f"status must be a final HTTP status (200-599), got {self.status}")
         if self.delay < 0:
             raise ValueError(f"delay must not be negative, got {self.delay}")
         if self.hang and self.reset:
