@@ -96,7 +96,10 @@ class _Printer:
 
 def format_record(record: ReceivedRecord, now: float | None = None) -> str:
     """`2026-11-22T11:18:15.323Z WARN      content  service.name=... trace_id=...`"""
-    millis = record.timestamp if record.timestamp is not None else int((now or time.time()) * 1000)
+    if record.timestamp is not None:
+        millis = record.timestamp
+    else:  # Dynatrace would show the ingest time
+        millis = int((time.time() if now is None else now) * 1000)
     stamp = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
     parts = [
         stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z",

@@ -12,6 +12,7 @@ import json
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -73,6 +74,23 @@ def decode_content(raw: bytes, encoding: str | None, limit: int) -> bytes:
                 return data
     except zlib.error as error:
         raise Refusal(400, f"Invalid gzip body: {error}") from None
+
+
+def decoded_or_raw(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The decoded body where it can be decoded, else the bytes as received (for the record)."""
+    try:
+        return decode_content(raw, encoding, limit)
+    except Refusal:
+        return raw
+
+
+def query_value(query: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The last value of a query parameter, its name matched case-insensitively."""
+    found = None
+    for key, value in query:
+        if key.lower() == name:
+            found = value
+    return found
 
 
 def to_utf8(body: bytes, charset: str | None) -> bytes:
@@ -139,13 +157,9 @@ def data_model(
     query: Sequence[tuple[str, str]], options_header: str | None, default: DataModel
 ) -> DataModel:
     """`structure` from the query, else from `X-Dynatrace-Options`, else the default."""
-    chosen: str | None = None
-    for name, value in _pairs(options_header or ""):
-        if name.strip().lower() == "structure":
-            chosen = value
-    for name, value in query:
-        if name.lower() == "structure":
-            chosen = value
+    chosen = query_value(query, "structure")
+    if chosen is None:
+        chosen = query_value(_pairs(options_header or ""), "structure")
     if chosen is None:
         return default
     model = chosen.strip().lower()
@@ -155,8 +169,6 @@ def data_model(
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     return parse_qsl(text.strip(), keep_blank_values=True)
 
 

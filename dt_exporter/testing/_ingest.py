@@ -124,7 +124,7 @@ def _handle(
     if route.endpoint == "security":
         _check_security_path(route, settings)
     if route.scope is not None:
-        query_token = next((v for k, v in incoming.query if k.lower() == "api-token"), None)
+        query_token = bodies.query_value(incoming.query, "api-token")
         tokens.check(headers.get("Authorization"), query_token, route.scope)
     if incoming.body_problem is not None:
         raise incoming.body_problem
@@ -203,7 +203,7 @@ def _logs(
     endpoint: LogEndpoint,
     rejected: frozenset[int],
 ) -> Outcome:
-    in_query = next((v for k, v in incoming.query if k.lower() == "content-type"), None)
+    in_query = bodies.query_value(incoming.query, "content-type")
     kind, charset = bodies.media_type(in_query or incoming.headers.get("Content-Type"))
     ctx = _context(incoming, settings, now_ms, endpoint)
     invalid: list[int] = []

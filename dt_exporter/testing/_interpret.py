@@ -47,7 +47,8 @@ _SPECIAL_RANKS: Final[dict[str, tuple[bool, int]]] = {
     **{key: (True, rank) for rank, key in enumerate(TIMESTAMP_KEYS)},
     **{key: (False, rank) for rank, key in enumerate(LOGLEVEL_KEYS)},
 }
-_RECORD_FIELDS: Final = frozenset({"loglevel", "status"})
+#: Loglevel keys that name fields the record has itself, so they are not kept as attributes.
+RECORD_FIELDS: Final = frozenset({"loglevel", "status"})
 
 FUTURE_TOLERANCE_MS: Final = 10 * 60 * 1000
 MAX_AGE_MS: Final = 24 * 3600 * 1000
@@ -110,14 +111,15 @@ def find_special_keys(record: Mapping[str, Any]) -> tuple[str | None, str | None
     return timestamp_key, loglevel_key
 
 
+def unless_ahead(ms: int | None, now_ms: int) -> int | None:
+    """`ms`, or `None` (the ingest time) when it is more than 10 minutes ahead."""
+    return None if ms is None or ms > now_ms + FUTURE_TOLERANCE_MS else ms
+
+
 def resolve_timestamp(value: object, now_ms: int) -> tuple[int | None, bool]:
     """Epoch ms (`None`: ingest time) and whether the value could be read at all."""
     ms = parse_timestamp(value, now_ms)
-    if ms is None:
-        return None, False
-    if ms > now_ms + FUTURE_TOLERANCE_MS:
-        return None, True
-    return ms, True
+    return unless_ahead(ms, now_ms), ms is not None
 
 
 def is_too_old(record: ReceivedRecord, now_ms: int) -> bool:
@@ -154,7 +156,7 @@ def interpret_record(record: dict[str, Any], ctx: RequestContext) -> tuple[Recei
     trace_id = record.get("trace_id")
     span_id = record.get("span_id")
     consumed = {timestamp_key, content_key}
-    if loglevel_key is not None and loglevel_key.lower() in _RECORD_FIELDS:
+    if loglevel_key is not None and loglevel_key.lower() in RECORD_FIELDS:
         consumed.add(loglevel_key)
     if isinstance(trace_id, str):
         consumed.add("trace_id")
@@ -163,7 +165,7 @@ def interpret_record(record: dict[str, Any], ctx: RequestContext) -> tuple[Recei
 
     attributes: dict[str, Any] = {}
     too_nested = False
-    for key, value in record.items():
+    for key, value in record.items():  # the emulator's hot loop: scalars are handled inline
         if key in consumed:
             continue
         if value.__class__ is dict or value.__class__ is list:

@@ -23,14 +23,15 @@ from typing import Any, Final
 from dt_exporter.testing._attributes import add_attribute, overlay, to_json_text, to_text
 from dt_exporter.testing._interpret import (
     CONTENT_KEYS,
-    FUTURE_TOLERANCE_MS,
+    RECORD_FIELDS,
     RequestContext,
     find_special_keys,
     loglevel_from_value,
-    resolve_timestamp,
     status_of,
+    unless_ahead,
 )
 from dt_exporter.testing._models import ReceivedRecord
+from dt_exporter.testing._timestamps import parse_timestamp
 
 _LOGLEVELS: Final = frozenset({
     "ALERT", "CRITICAL", "DEBUG", "EMERGENCY", "ERROR", "FATAL", "INFO", "NONE", "NOTICE",
@@ -40,7 +41,6 @@ _LOGLEVELS: Final = frozenset({
 _SEVERITY_RANGES: Final = (
     (4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (24, "FATAL"),
 )  # fmt: skip
-_RECORD_FIELDS: Final = frozenset({"loglevel", "status"})
 
 
 def decode_request(body: bytes) -> Any:
@@ -119,18 +119,19 @@ def _content(body: Any, ctx: RequestContext) -> tuple[str | None, str]:
         return "body", to_json_text(body)
     for key in CONTENT_KEYS:
         if isinstance(body.get(key), str):
-            return key, str(body[key])
+            return key, body[key]
     return None, ""
 
 
 def _timestamp(
     log_record: Any, searched: dict[str, Any], key: str | None, now_ms: int
 ) -> tuple[int | None, str | None]:
+    """Epoch ms before the future rule, and where it came from."""
     if log_record.time_unix_nano:
         return log_record.time_unix_nano // 1_000_000, "time_unix_nano"
     if key is not None:
-        timestamp, parsed = resolve_timestamp(searched[key], now_ms)
-        if parsed:
+        timestamp = parse_timestamp(searched[key], now_ms)
+        if timestamp is not None:
             return timestamp, key
     if log_record.observed_time_unix_nano:
         return log_record.observed_time_unix_nano // 1_000_000, "observed_time_unix_nano"
@@ -150,8 +151,7 @@ def interpret_log_record(
     timestamp_key, loglevel_key = find_special_keys(searched)
     content_key, content = _content(body, ctx)
     timestamp, timestamp_key = _timestamp(log_record, searched, timestamp_key, ctx.now_ms)
-    if timestamp is not None and timestamp > ctx.now_ms + FUTURE_TOLERANCE_MS:
-        timestamp = None
+    timestamp = unless_ahead(timestamp, ctx.now_ms)
 
     loglevel_field = _loglevel(log_record)
     if loglevel_field is None and loglevel_key is not None:
@@ -160,7 +160,7 @@ def interpret_log_record(
 
     from_body: set[str] = {content_key} if body_map and content_key is not None else set()
     from_own: set[str] = set()
-    for key in (timestamp_key, level_key if (level_key or "").lower() in _RECORD_FIELDS else None):
+    for key in (timestamp_key, level_key if (level_key or "").lower() in RECORD_FIELDS else None):
         if key is not None and key in searched:
             (from_body if key in body_map else from_own).add(key)
     attributes: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from dt_exporter.testing._auth import TokenStore, redact
+from dt_exporter.testing._bodies import decoded_or_raw
 from dt_exporter.testing._ingest import Outcome, Settings, decode_body, handle
 from dt_exporter.testing._models import EndpointGroup, Headers, ReceivedRequest, Reply
 from dt_exporter.testing._responses import JSON, Answer, error_answer
@@ -109,17 +110,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(url.path, query, b"", error_answer(400, "Unreadable request body."))
             return
         route = resolve(url.path, hub.env_id)
-        if route is None:
-            answer = error_answer(404, f"No Dynatrace ingest endpoint at {url.path}")
-            self._answer(url.path, query, raw, answer)
-            return
-        if self.command != "POST":
-            refused = error_answer(405, f"{self.command} is not allowed; use POST.")
-            answer = Answer(405, {**refused.headers, "Allow": "POST"}, refused.body)
-            self._answer(url.path, query, raw, answer)
+        settings = hub.settings()
+        if route is None or self.command != "POST":
+            if route is None:
+                answer = error_answer(404, f"No Dynatrace ingest endpoint at {url.path}")
+            else:
+                refused = error_answer(405, f"{self.command} is not allowed; use POST.")
+                answer = Answer(405, {**refused.headers, "Allow": "POST"}, refused.body)
+            encoding = self.headers.get("Content-Encoding")
+            body = decoded_or_raw(raw, encoding, settings.max_request_bytes)
+            self._answer(url.path, query, body, answer)
             return
         self._server_name = ONEAGENT_SERVER_NAME if route.oneagent else SERVER_NAME
-        settings = hub.settings()
         incoming = decode_body(route, self.headers, query, raw, settings)
         reply = hub.take_reply(route.group)
         if reply is not None and (reply.hang or reply.reset):

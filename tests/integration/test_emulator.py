@@ -418,6 +418,20 @@ def test_unknown_path_is_404(
     error_of(response)
 
 
+def test_refused_requests_are_recorded_decoded(
+    dynatrace: DynatraceEmulator, http: urllib3.PoolManager
+) -> None:
+    """Even a 404 is in `requests`, with its gzip body decoded and its status."""
+    assert post(http, dynatrace, "/api/v1/logs", {"content": "x"}, compress=True).status == 404
+    [request] = dynatrace.requests
+    assert (request.path, request.status, request.body) == (
+        "/api/v1/logs",
+        404,
+        b'{"content": "x"}',
+    )
+    assert json.loads(request.response_body)["error"]["code"] == 404
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405(
     dynatrace: DynatraceEmulator, http: urllib3.PoolManager, method: str
