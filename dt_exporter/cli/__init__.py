@@ -11,9 +11,11 @@ from typing import Final
 #: subcommand -> module under dt_exporter.cli; modules are imported only when listed in --help
 #: or run, so `dt-exporter mock` never pays for the exporter and vice versa.
 COMMANDS: Final[dict[str, str]] = {
+    "check": "dt_exporter.cli.check",
     "demo": "dt_exporter.cli.demo",
     "event": "dt_exporter.cli.event",
     "mock": "dt_exporter.cli.mock",
+    "send": "dt_exporter.cli.send",
 }
 
 

@@ -1,0 +1,239 @@
+"""`dt-exporter check`: show the effective configuration and test it against Dynatrace.
+
+Prints every setting with its source (env or default; the token shown only by its public
+prefix), the kind of endpoint, then sends one harmless request: an empty JSON array `[]` to the
+logs ingest URL (an empty OTLP request with DT_EXPORTER_PROTOCOL=otlp), which ingests nothing
+yet proves reachability, TLS, the token and its `logs.ingest` scope. No redirects are followed.
+
+Exit status: 0 ok, 2 configuration, 3 network, 4 TLS, 5 token (401/403), 6 other HTTP answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
+
+import orjson
+
+from dt_exporter.config import ENV_VARS, ExporterConfig, read_env
+from dt_exporter.errors import ConfigError, TransportError
+from dt_exporter.retry import PERMANENT_MEANING
+from dt_exporter.transport import Response, Transport
+
+EXIT_OK: Final = 0
+EXIT_CONFIG: Final = 2
+EXIT_NETWORK: Final = 3
+EXIT_TLS: Final = 4
+EXIT_AUTH: Final = 5
+EXIT_HTTP: Final = 6
+
+KIND_NAMES: Final = {
+    "saas": "SaaS",
+    "managed": "Managed",
+    "activegate": "ActiveGate",
+    "oneagent": "OneAgent local",
+    "custom": "custom",
+}
+SCOPE: Final = "logs.ingest"
+#: Sent only if a server refuses the empty array with 400 (the emulator and, as far as we know,
+#: Dynatrace accept it with 204).
+FALLBACK_RECORD: Final = b'[{"content":"dt-exporter check"}]'
+_TOKEN_SHAPE: Final = re.compile(r"dt0[a-zA-Z][0-9]{2}")
+
+
+def add_parser(subparsers: Any, name: str) -> None:
+    subparsers.add_parser(
+        name,
+        help="print the effective configuration and test endpoint, TLS and token",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: int
+    headline: str  # OK / what failed
+    sentence: str  # one sentence: what it means and how to fix it
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    env = os.environ
+    try:
+        config = ExporterConfig.from_env()
+    except ConfigError as error:  # names the setting, never the value
+        print(f"Configuration error: {error}", file=out)
+        print("Fix the variable named above (see `dt-exporter check --help` and the README's "
+              "configuration table), then run check again.", file=out)
+        return EXIT_CONFIG
+    print_configuration(config, env, out)
+    verdict = probe(config, out)
+    print(f"\nResult: {verdict.headline}", file=out)
+    if verdict.sentence:
+        print(verdict.sentence, file=out)
+    return verdict.code
+
+
+def redact_token(value: str) -> str:
+    """At most the token's type prefix and the first 4 characters of its public identifier."""
+    prefix, _, rest = value.partition(".")
+    if _TOKEN_SHAPE.fullmatch(prefix) and rest:
+        public = rest.partition(".")[0]
+        return f"{prefix}.{public[:4]}…(redacted)"
+    return "…(redacted)"
+
+
+def print_configuration(config: ExporterConfig, env: Mapping[str, str], out: TextIO) -> None:
+    defaults = {f.name: f for f in dataclasses.fields(ExporterConfig)}
+    print("Effective configuration:", file=out)
+    width = max(len(v) for v in ENV_VARS.values())
+    for name, variable in ENV_VARS.items():
+        value = getattr(config, name)
+        if read_env(variable, env) is not None:
+            source = "env"
+        elif name == "endpoint" or value == _default(defaults[name]):
+            source = "default"
+        else:
+            source = "derived"  # set by another setting (e.g. OneAgent: no compression)
+        print(f"  {variable:<{width}}  {_show(name, value):<44} ({source})", file=out)
+    endpoint = config.endpoint
+    print(f"\nEndpoint kind: {KIND_NAMES[endpoint.kind]} ({endpoint.base_url})", file=out)
+    print(f"Logs ingest URL: {config.logs_url}", file=out)
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _show(name: str, value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    if name == "token":
+        return redact_token(value.reveal())
+    if name == "endpoint":
+        return str(value.base_url)
+    if name == "limits":
+        return str(value.name)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def probe(config: ExporterConfig, out: TextIO) -> Verdict:
+    """One harmless request; what its outcome says about the setup."""
+    otlp = config.protocol == "otlp"
+    body, what = (b"", "an empty OTLP request") if otlp else (b"[]", "an empty JSON array []")
+    headers = {"Content-Type": "application/x-protobuf" if otlp
+               else "application/json; charset=utf-8"}
+    if config.authorization:
+        headers["Authorization"] = config.authorization
+    transport = Transport(timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
+                          verify=not config.insecure_skip_tls_verify)
+    print(f"\nProbe: POST {what} to the logs ingest URL (nothing is ingested)", file=out)
+    try:
+        started = time.monotonic()
+        response = transport.post(config.logs_url, body, headers)
+        if response.status == 400 and not otlp:
+            print("  the server refused the empty array (400): sending one record with content "
+                  "\"dt-exporter check\" instead (it will be ingested)", file=out)
+            response = transport.post(config.logs_url, FALLBACK_RECORD, headers)
+        elapsed_ms = (time.monotonic() - started) * 1000
+    except TransportError as error:
+        return _transport_verdict(config, error)
+    finally:
+        transport.close()
+    print(f"  reachable: yes (HTTP {response.status} in {elapsed_ms:.0f} ms)", file=out)
+    print(f"  TLS: {_tls_state(config)}", file=out)
+    return _http_verdict(config, response, out)
+
+
+def _host(config: ExporterConfig) -> str:
+    return urlsplit(config.endpoint.base_url).netloc
+
+
+def _tls_state(config: ExporterConfig) -> str:
+    if not config.endpoint.base_url.startswith("https://"):
+        return "not used (http://)"
+    if config.insecure_skip_tls_verify:
+        return "certificate NOT verified (DT_EXPORTER_INSECURE_SKIP_TLS_VERIFY)"
+    return f"certificate verified ({config.ca_bundle or 'system CA store'})"
+
+
+def _transport_verdict(config: ExporterConfig, error: TransportError) -> Verdict:
+    host, reason = _host(config), str(error).split(": ", 1)[-1]
+    if error.kind == "tls":
+        return Verdict(EXIT_TLS, "FAILED: TLS",
+                       f"The TLS handshake with {host} failed ({reason}); if the server uses a "
+                       "private or self-signed certificate (an ActiveGate does by default), set "
+                       "DT_EXPORTER_CA_BUNDLE to its CA certificate file.")
+    if error.kind == "timeout":
+        return Verdict(EXIT_NETWORK, "FAILED: network",
+                       f"{host} accepted the connection but did not answer within "
+                       f"{config.timeout_s:g} s; check proxies and firewalls on the way or raise "
+                       "DT_EXPORTER_TIMEOUT.")
+    if error.kind == "connect":
+        hint = ("is OneAgent running on this host with its local log ingest API enabled?"
+                if config.endpoint.is_oneagent else
+                "check the host name and port in DT_ENDPOINT and that DNS, firewalls and "
+                "proxies let this host reach it.")
+        return Verdict(EXIT_NETWORK, "FAILED: network",
+                       f"Could not connect to {host} ({reason}); {hint}")
+    return Verdict(EXIT_NETWORK, "FAILED: network",
+                   f"The connection to {host} broke off without an answer ({reason}); check that "
+                   "DT_ENDPOINT uses the right scheme (https://) and port.")
+
+
+def _http_verdict(config: ExporterConfig, response: Response, out: TextIO) -> Verdict:
+    status = response.status
+    if status in (200, 202, 204):
+        token = ("not needed (OneAgent local API)" if config.token is None
+                 else f"accepted, scope {SCOPE} present")
+        print(f"  token: {token}", file=out)
+        return Verdict(EXIT_OK, "OK", "")
+    message = _server_message(response.body)
+    detail = f" (server: {message})" if message else ""
+    if status == 401:
+        return Verdict(EXIT_AUTH, "FAILED: token",
+                       f"Dynatrace refused the token (401: invalid, expired or revoked){detail}; "
+                       f"create an access token with scope {SCOPE} and set DT_API_TOKEN to it.")
+    if status == 403:
+        return Verdict(EXIT_AUTH, "FAILED: token scope",
+                       f"The token is valid but lacks the scope {SCOPE} (403){detail}; add "
+                       f"{SCOPE} to the token in Dynatrace (Access tokens) or create a new one.")
+    if 300 <= status < 400:
+        location = response.headers.get("location", "(no Location header)")
+        return Verdict(EXIT_HTTP, f"FAILED: HTTP {status}",
+                       f"The server redirects to {location}; redirects are not followed (the "
+                       "token must not travel elsewhere): set DT_ENDPOINT to the final URL.")
+    if status == 404:
+        return Verdict(EXIT_HTTP, "FAILED: HTTP 404",
+                       f"No log ingest API at {config.logs_url}{detail}; SaaS uses "
+                       "https://{env-id}.live.dynatrace.com, Managed and ActiveGate URLs need "
+                       "/e/{env-id}, and an ActiveGate needs its log ingest module enabled.")
+    if status == 429:
+        return Verdict(EXIT_HTTP, "FAILED: HTTP 429",
+                       f"Dynatrace is throttling, or log ingest is disabled on this environment"
+                       f"{detail}; try again later and check that log ingest is enabled.")
+    meaning = PERMANENT_MEANING.get(status, "an unexpected answer")
+    return Verdict(EXIT_HTTP, f"FAILED: HTTP {status}",
+                   f"The logs ingest endpoint answered {status}: {meaning}{detail}; check "
+                   "DT_ENDPOINT and the environment's log ingest settings.")
+
+
+def _server_message(body: bytes) -> str:
+    """The message of an ErrorEnvelope, shortened; never the request."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return ""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message", "") if isinstance(error, dict) else ""
+    return str(message)[:200]

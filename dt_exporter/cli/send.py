@@ -1,0 +1,304 @@
+"""`dt-exporter send`: ship log lines from files or stdin to Dynatrace, then say what happened.
+
+Input: JSON Lines, a JSON array, or plain text (`--format`, default `auto`: per line, a JSON
+object is a record, anything else becomes `{"content": line}`); gzip files are read as such.
+Records are limited, batched, compressed, retried, split on 413 and counted exactly as the
+exporter does (same settings, `DT_*` environment variables). Exit status: 0 every record was
+delivered, 1 something was dropped or could not be read, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import IO, Any, Final, TextIO
+
+from dt_exporter import payload
+from dt_exporter.config import ExporterConfig
+from dt_exporter.delivery import Route, Sender
+from dt_exporter.errors import ConfigError
+from dt_exporter.exporter import _logs_route
+from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
+from dt_exporter.lines import (
+    FORMATS,
+    ByteSource,
+    Chunk,
+    InputFormat,
+    read_chunks,
+    timestamp_ms,
+)
+from dt_exporter.mapping import JsonObject, RecordMapper
+from dt_exporter.payload import Body, Encoding
+from dt_exporter.retry import Backoff
+from dt_exporter.stats import Accounting, DeliveryStats
+from dt_exporter.transport import Transport
+
+#: The CLI waits for queue room instead of evicting; a small queue keeps memory flat (the
+#: exporter's default of 64 MB buys nothing when the producer can wait).
+QUEUE_BYTES: Final = 16 * 1024 * 1024
+#: "Wait for room" without a deadline, yet finite for `Condition.wait`.
+_FOREVER_S: Final = 365 * 86_400.0
+PROGRESS_INTERVAL_S: Final = 0.25  # at most 4 refreshes a second
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+_log = logging.getLogger("dt_exporter")
+
+
+def add_parser(subparsers: Any, name: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help="send log lines (JSON Lines, a JSON array or text; gzip ok) to Dynatrace",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="files to send, in order; '-' or none: standard input")
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="how to read the input (default: auto, per line)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress line (it is shown only when stderr is a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = ExporterConfig.from_env()
+    except ConfigError as error:  # its message names the setting, never the token
+        print(f"dt-exporter send: configuration error: {error}", file=sys.stderr)
+        return 2
+    paths: list[str] = args.files or ["-"]
+    unreadable = [p for p in paths if p != "-" and not os.path.isfile(p)]
+    if unreadable:
+        print(f"dt-exporter send: no such file: {', '.join(unreadable)}", file=sys.stderr)
+        return 2
+    show = sys.stderr.isatty() and not args.quiet
+    _log_to_stderr()
+    job = SendJob(config, Progress(sys.stderr if show else None))
+    try:
+        job.send(paths, args.format)
+    except KeyboardInterrupt:
+        job.stop()
+        print(job.summary(), file=sys.stdout)
+        return 130
+    job.stop()
+    print(job.summary(), file=sys.stdout)
+    return 0 if job.complete else 1
+
+
+class SendJob:
+    """Reads inputs, encodes them as the exporter does and keeps the sender thread busy."""
+
+    def __init__(self, config: ExporterConfig, progress: Progress) -> None:
+        # Lines become JSON log objects, so the JSON route even when the exporter uses OTLP.
+        self._config = config = replace(config, protocol="json") if (
+            config.protocol != "json") else config
+        self._route: Route = _logs_route(config)
+        self._accounting = Accounting()
+        self._encoder = ChunkEncoder(config, self._route.name)
+        self._sender = Sender(
+            {self._route.name: self._route},
+            lambda: Transport(timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
+                              verify=not config.insecure_skip_tls_verify),
+            self._accounting,
+            max_queue_bytes=max(min(config.max_queue_bytes, QUEUE_BYTES),
+                                config.max_request_bytes + 65_536),
+            backoff=Backoff(config.backoff_initial_s, config.backoff_max_s),
+            max_elapsed_s=config.retry_max_elapsed_s,
+            gzip_level=config.gzip_level,
+        )
+        self._progress = progress
+        self._started = time.monotonic()
+        self._input_bytes = 0
+        self.read_errors: list[str] = []
+
+    def send(self, paths: list[str], fmt: InputFormat) -> None:
+        for path in paths:
+            try:
+                with _open(path) as source:
+                    for chunk in read_chunks(source, fmt):
+                        self._submit(chunk)
+                        if chunk.error:
+                            self._read_error(path, chunk.error)
+            except (OSError, EOFError, ValueError) as error:  # gzip.BadGzipFile is an OSError
+                self._read_error(path, str(error) or type(error).__name__)
+        while not self._sender.flush(PROGRESS_INTERVAL_S):
+            self._progress.show(self.stats(), self._input_bytes, self._elapsed())
+
+    def _submit(self, chunk: Chunk) -> None:
+        self._accounting.receive(chunk.records)
+        bodies = self._encoder.encode(chunk, time.time_ns())
+        self._accounting.merge(self._encoder.dropped, self._encoder.truncations)
+        self._encoder.dropped.clear()
+        self._encoder.truncations.clear()
+        self._input_bytes += chunk.input_bytes
+        for body in bodies:
+            self._sender.submit(body, wait_s=_FOREVER_S)
+        self._progress.show(self.stats(), self._input_bytes, self._elapsed())
+
+    def _read_error(self, path: str, problem: str) -> None:
+        self._progress.clear()
+        name = "stdin" if path == "-" else path
+        self.read_errors.append(name)
+        print(f"dt-exporter send: {name}: {problem}", file=sys.stderr)
+
+    def stop(self) -> None:
+        """Stop the sender; what is still queued (only after Ctrl-C) counts as `shutdown`."""
+        self._sender.shutdown(0.0 if self._sender.queue.depth[0] else 1.0)
+        self._progress.clear()
+
+    def stats(self) -> DeliveryStats:
+        with self._sender.transition:
+            return self._accounting.snapshot(*self._sender.queue.depth)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def complete(self) -> bool:
+        stats = self.stats()
+        return not self.read_errors and stats.delivered == stats.received
+
+    def summary(self) -> str:
+        stats, elapsed = self.stats(), self._elapsed()
+        rate = stats.received / elapsed if elapsed > 0 else 0.0
+        parts = [
+            f"{stats.received} records read ({self._input_bytes / 1e6:.1f} MB) in "
+            f"{elapsed:.1f} s ({rate:,.0f} records/s)",
+            f"delivered {stats.delivered}",
+            f"dropped {stats.dropped_total}{_reasons(stats.dropped)}",
+            f"truncated {sum(stats.truncated.values())}{_reasons(stats.truncated)}",
+            f"requests {stats.requests}",
+            f"retries {stats.retries}",
+        ]
+        if self.read_errors:
+            parts.append(f"unreadable input: {', '.join(self.read_errors)}")
+        return "dt-exporter send: " + ", ".join(parts)
+
+
+def _reasons(counts: Any) -> str:
+    shown = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n)
+    return f" ({shown})" if shown else ""
+
+
+class ChunkEncoder:
+    """A chunk of input becomes request bodies: mapped, too-old records dropped, batched with
+    `payload.json_arrays`, compressed. Counts what it drops or cuts in `dropped` and
+    `truncations` (the caller merges them into the accounting)."""
+
+    def __init__(self, config: ExporterConfig, route_name: str) -> None:
+        self.dropped: Counter[str] = Counter()
+        self.truncations: Counter[str] = Counter()
+        self._config = config
+        self._route_name = route_name
+        self._mapper = RecordMapper(config.limits, self.truncations)
+        # Text shorter than this many characters cannot exceed the content limit.
+        self._content_chars = config.limits.max_content_bytes // 4
+        self._encoding: Encoding = "gzip" if config.compression == "gzip" else "identity"
+
+    def encode(self, chunk: Chunk, now_ns: int) -> list[Body]:
+        cutoff_ms = (now_ns - (MAX_RECORD_AGE_NS - STALE_MARGIN_NS)) // 1_000_000
+        objects: list[JsonObject] = []
+        append = objects.append
+        oldest_ms = 0
+        content_chars = self._content_chars
+        for item in chunk.items:
+            if type(item) is str:  # the fast path: a text line
+                append({"content": item} if len(item) <= content_chars
+                       else self._mapper.map_object({"content": item}))
+                continue
+            assert isinstance(item, dict)
+            try:
+                mapped = self._mapper.map_object(item)
+            except Exception:  # never crash on one odd record; count it
+                self.dropped["unmappable"] += 1
+                continue
+            ts = timestamp_ms(mapped)
+            if ts is not None:
+                if ts < cutoff_ms:
+                    self.dropped["too_old"] += 1
+                    continue
+                if not oldest_ms or ts < oldest_ms:
+                    oldest_ms = ts
+            append(mapped)
+        if chunk.invalid:
+            self.dropped["invalid_json"] += chunk.invalid
+        cfg = self._config
+        arrays = payload.json_arrays(
+            objects, max_bytes=cfg.max_request_bytes, max_records=cfg.max_records_per_request,
+            truncations=self.truncations, dropped=self.dropped,
+        )
+        return [
+            Body(self._route_name, payload.compress(data, self._encoding, cfg.gzip_level),
+                 records, self._encoding, oldest_ms * 1_000_000)
+            for data, records in arrays
+        ]
+
+
+class Progress:
+    """One status line on a terminal, refreshed at most every PROGRESS_INTERVAL_S."""
+
+    def __init__(self, out: TextIO | None) -> None:
+        self._out = out
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def show(self, stats: DeliveryStats, input_bytes: int, elapsed_s: float) -> None:
+        if self._out is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < PROGRESS_INTERVAL_S:
+                return
+            self._last = now
+            rate = stats.received / elapsed_s if elapsed_s > 0 else 0.0
+            self._out.write(
+                f"\r\x1b[K{stats.received:,} records  {input_bytes / 1e6:,.1f} MB  "
+                f"{rate:,.0f} records/s  delivered {stats.delivered:,}"
+                + (f"  dropped {stats.dropped_total:,}" if stats.dropped_total else "")
+            )
+            self._out.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        if self._out is not None and self._shown:
+            with self._lock:
+                self._out.write("\r\x1b[K")
+                self._out.flush()
+                self._shown = False
+
+
+@contextmanager
+def _open(path: str) -> Iterator[ByteSource]:
+    """A file or stdin as bytes; gzip (by `.gz` or by its magic bytes) decompressed."""
+    raw: IO[bytes]
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        peek = getattr(raw, "peek", None)
+        head = peek(2)[:2] if peek is not None else b""
+        if path.endswith(".gz") or head == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield unzipped
+        else:
+            yield raw
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+
+
+def _log_to_stderr() -> None:
+    """The sender's warnings (a 400, a retry) as plain lines on stderr."""
+    if not _log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        _log.addHandler(handler)
+        _log.setLevel(logging.WARNING)
+        _log.propagate = False

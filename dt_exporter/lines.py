@@ -1,0 +1,278 @@
+"""Pure: log input (JSON Lines, a JSON array, or plain text) becomes Dynatrace log objects.
+
+Input comes in chunks of whole lines, so memory stays flat however large the file is. Formats:
+- `auto`: per line, a line that parses as a JSON object is that object, anything else is text
+  (`{"content": line}`). A file whose first non-space byte is `[` followed by `{` or `]` is read
+  as one JSON array instead (a bracketed text log such as `[2024-05-01 ...] INFO` stays text).
+- `jsonl`: every line must be a JSON object; other lines are counted as `invalid_json`.
+- `json`: a JSON array of objects (streamed element by element), or else JSON Lines.
+- `text`: every line is text, even one that looks like JSON.
+
+Bytes that are not UTF-8 become U+FFFD; empty and whitespace-only lines are skipped (they are no
+log records); a trailing `\\r` (CRLF files) and a leading byte order mark are removed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Final, Literal, Protocol
+
+import orjson
+
+InputFormat = Literal["auto", "jsonl", "json", "text"]
+FORMATS: Final[tuple[InputFormat, ...]] = ("auto", "jsonl", "json", "text")
+
+#: A chunk ends after about this many input bytes (a request body of a few MB) ...
+CHUNK_BYTES: Final = 2 * 1024 * 1024
+#: ... or this many records, whichever comes first.
+CHUNK_RECORDS: Final = 20_000
+#: A "line" with no newline in this many bytes is cut here: it is far beyond any record limit
+#: (content is truncated to 512 kB anyway), and reading on could exhaust memory.
+MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+_WHITESPACE: Final = b" \t\r\n"
+
+#: The keys Dynatrace reads a record's timestamp from, in priority order (reference 1.4:
+#: https://docs.dynatrace.com/docs/analyze-explore-automate/logs/lma-log-ingestion/
+#: lma-log-ingestion-via-api/lma-ingest-json-txt-logs). Grail matches them case-insensitively.
+TIMESTAMP_KEYS: Final = (
+    "timestamp", "@timestamp", "_timestamp", "eventtime", "date", "published_date",
+    "syslog.timestamp", "time", "epochsecond", "starttime", "datetime", "ts", "timemillis", "@t",
+)
+_TIMESTAMP_KEY_SET: Final = frozenset(TIMESTAMP_KEYS)
+# OpenPipeline's documented thresholds for numeric timestamps (reference 1.5).
+_SECONDS_MAX: Final = 100_000_000_000
+_MILLIS_MAX: Final = 100_000_000_000_000
+_MICROS_MAX: Final = 9_999_999_999_999_999
+
+
+class ByteSource(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Records read from one stretch of input: text lines (`str`) and JSON objects (`dict`)."""
+
+    items: list[str | dict[str, Any]] = field(default_factory=list)
+    invalid: int = 0  # lines or array elements that are no usable record (`invalid_json`)
+    input_bytes: int = 0  # input consumed, for progress reports
+    error: str | None = None  # the input could not be read on from here (bad JSON array)
+
+    @property
+    def records(self) -> int:
+        return len(self.items) + self.invalid
+
+
+def read_chunks(
+    source: ByteSource,
+    fmt: InputFormat = "auto",
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    chunk_records: int = CHUNK_RECORDS,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[Chunk]:
+    """Read `source` to its end in chunks of whole lines (or whole array elements)."""
+    head = source.read(chunk_bytes)
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8):]
+    if fmt != "text" and _looks_like_array(head, strict=fmt == "json"):
+        yield from _array_chunks(head, source, chunk_bytes, chunk_records, max_line_bytes)
+        return
+    yield from _line_chunks(head, source, fmt, chunk_bytes, chunk_records, max_line_bytes)
+
+
+def _looks_like_array(head: bytes, *, strict: bool) -> bool:
+    start = head.lstrip(_WHITESPACE)
+    if not start.startswith(b"["):
+        return False
+    if strict:
+        return True
+    rest = start[1:].lstrip(_WHITESPACE)
+    return rest[:1] in (b"{", b"]") or (not rest and len(start) == 1)
+
+
+def _line_chunks(
+    head: bytes, source: ByteSource, fmt: InputFormat, chunk_bytes: int, chunk_records: int,
+    max_line_bytes: int,
+) -> Iterator[Chunk]:
+    pending, eof = head, not head
+    while True:
+        # Top up to a chunk; keep reading while a long line has no end yet.
+        while not eof and (len(pending) < chunk_bytes or (
+            b"\n" not in pending and len(pending) < max_line_bytes
+        )):
+            more = source.read(chunk_bytes)
+            eof = not more
+            pending += more
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            block, pending = pending[:cut], pending[cut + 1:]
+        elif eof:
+            block, pending = pending, b""
+        else:  # a line longer than max_line_bytes: cut it (the mapper truncates it anyway)
+            block, pending = pending[:max_line_bytes], pending[max_line_bytes:]
+        if block:
+            lines = _split(block.decode("utf-8", "replace"))
+            for start in range(0, len(lines), chunk_records):
+                part = lines[start:start + chunk_records]
+                chunk = parse_lines(part, fmt)
+                chunk.input_bytes = (len(block) + 1) * len(part) // len(lines)
+                yield chunk
+        if eof and not pending:
+            return
+
+
+def _split(text: str) -> list[str]:
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def parse_lines(lines: list[str], fmt: InputFormat) -> Chunk:
+    """One record per non-blank line, as `fmt` says."""
+    chunk = Chunk()
+    items = chunk.items
+    if fmt == "text":
+        items.extend(line for line in lines if line and not line.isspace())
+        return chunk
+    strict = fmt != "auto"
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        stripped = line.lstrip()
+        if stripped[0] == "{":
+            try:
+                parsed = loads(line)
+            except decode_error:
+                parsed = None
+            if type(parsed) is dict:
+                items.append(parsed)
+                continue
+        if strict:
+            chunk.invalid += 1
+        else:
+            items.append(line)
+    return chunk
+
+
+def _array_chunks(
+    head: bytes, source: ByteSource, chunk_bytes: int, chunk_records: int, max_element_chars: int
+) -> Iterator[Chunk]:
+    """Stream one JSON array element by element, never holding more than a chunk and one
+    element of it."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    scanner = json.JSONDecoder()
+    buffer = decoder.decode(head)
+    eof = not head
+    pos = buffer.index("[") + 1
+    chunk = Chunk(input_bytes=len(head))
+    need_comma = False
+
+    def fill() -> bool:
+        nonlocal buffer, pos, eof
+        if eof:
+            return False
+        data = source.read(chunk_bytes)
+        eof = not data
+        buffer = buffer[pos:] + decoder.decode(data, final=eof)
+        pos = 0
+        chunk.input_bytes += len(data)
+        return True
+
+    while True:
+        while True:  # skip whitespace (and one comma between elements)
+            while pos < len(buffer) and buffer[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buffer) or not fill():
+                break
+        if pos >= len(buffer):
+            chunk.error = "the JSON array ends before its closing ]"
+            break
+        char = buffer[pos]
+        if char == "]":
+            break
+        if need_comma:
+            if char != ",":
+                chunk.error = f"expected , or ] in the JSON array, found {char!r}"
+                break
+            pos += 1
+            need_comma = False
+            continue
+        try:
+            value, end = scanner.raw_decode(buffer, pos)
+        except json.JSONDecodeError as error:
+            if len(buffer) - pos < max_element_chars and fill():
+                continue  # the element may just be cut off by the end of the buffer
+            chunk.invalid += 1
+            chunk.error = f"invalid JSON in the array: {error.msg}"
+            break
+        # A number at the end of the buffer may continue in the next read.
+        if end >= len(buffer) and not eof and type(value) is not dict and fill():
+            continue
+        pos = end
+        need_comma = True
+        if type(value) is dict or (isinstance(value, str) and value and not value.isspace()):
+            chunk.items.append(value)
+        else:
+            chunk.invalid += 1
+        if len(chunk.items) >= chunk_records or pos >= chunk_bytes:
+            yield chunk
+            chunk = Chunk()
+            buffer, pos = buffer[pos:], 0
+    yield chunk
+
+
+def timestamp_ms(obj: dict[str, Any]) -> int | None:
+    """Epoch milliseconds of a JSON log object, read as Dynatrace reads it; None: none or
+    unreadable (Dynatrace then uses the ingest time). RFC 3164 (no year) is not read."""
+    found: dict[str, object] = {}
+    for key, value in obj.items():
+        folded = key.lower()
+        if folded in _TIMESTAMP_KEY_SET:
+            found.setdefault(folded, value)
+    if not found:
+        return None
+    return parse_timestamp(next(found[key] for key in TIMESTAMP_KEYS if key in found))
+
+
+def parse_timestamp(value: object) -> int | None:
+    """Epoch ms from epoch seconds/ms/µs (told apart by size) or ISO 8601 (no zone: UTC)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text) if text[:1].isdigit() and "-" not in text[1:] else None
+        except ValueError:
+            value = None
+        if value is None:
+            return _iso_ms(text)
+    if not isinstance(value, (int, float)) or value != value or value in (
+        float("inf"), float("-inf")
+    ):
+        return None
+    if value <= _SECONDS_MAX:
+        return int(value * 1000)
+    if value <= _MILLIS_MAX:
+        return int(value)
+    if value <= _MICROS_MAX:
+        return int(value // 1000)
+    return None
+
+
+def _iso_ms(text: str) -> int | None:
+    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read Z
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
