@@ -110,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(url.path, query, b"", error_answer(400, "Unreadable request body."))
             return
         route = resolve(url.path, hub.env_id)
+        self._server_name = ONEAGENT_SERVER_NAME if route and route.oneagent else SERVER_NAME
         settings = hub.settings()
         if route is None or self.command != "POST":
             if route is None:
@@ -121,7 +122,6 @@ class _Handler(BaseHTTPRequestHandler):
             body = decoded_or_raw(raw, encoding, settings.max_request_bytes)
             self._answer(url.path, query, body, answer)
             return
-        self._server_name = ONEAGENT_SERVER_NAME if route.oneagent else SERVER_NAME
         incoming = decode_body(route, self.headers, query, raw, settings)
         reply = hub.take_reply(route.group)
         if reply is not None and (reply.hang or reply.reset):
