@@ -490,67 +490,51 @@ class _Encoder:
         cached = self._resources.get(id(resource))
         if cached is not None and cached.owner is resource:
             return cached
-        truncations: _Counts = collections.Counter()
-        parts: list[bytes] = []
-        count = 0
-        schema_url = ""
-        if resource is not None:
-            attributes = getattr(resource, "attributes", None)
-            count = len(attributes) if isinstance(attributes, Mapping) else 0
-            dropped = self._attributes(
-                attributes, b"\x0a", self._max_attributes, truncations, parts
-            )
-            count -= dropped
-            if dropped:
-                parts.append(b"\x10" + varint(dropped))
-            schema_url = getattr(resource, "schema_url", "") or ""
-        header = _Header(
-            owner=resource,
-            head=len_field(1, b"".join(parts)),
-            tail=self._schema_url_field(schema_url, truncations),
-            attributes=count,
-            truncations=tuple(truncations.items()),
-        )
-        if len(self._resources) >= self._MAX_HEADERS:
-            self._resources.clear()
-        self._resources[id(resource)] = header
-        return header
+        # Resource: attributes = 1, dropped_attributes_count = 2.
+        return self._header(resource, (), b"\x0a", b"\x10", self._resources)
 
     def scope(self, scope: object) -> _Header:
         """`ScopeLogs.scope` and `.schema_url` fields for `scope`, cached by identity."""
         cached = self._scopes.get(id(scope))
         if cached is not None and cached.owner is scope:
             return cached
+        # InstrumentationScope: name = 1, version = 2, attributes = 3, dropped count = 4.
+        texts = ((b"\x0a", getattr(scope, "name", None)),
+                 (b"\x12", getattr(scope, "version", None)))
+        return self._header(scope, texts, b"\x1a", b"\x20", self._scopes)
+
+    def _header(
+        self,
+        owner: object,
+        texts: Iterable[tuple[bytes, object]],
+        attribute_key: bytes,
+        dropped_key: bytes,
+        cache: dict[int, _Header],
+    ) -> _Header:
         truncations: _Counts = collections.Counter()
-        parts: list[bytes] = []
+        parts = [self._text_field(key, text, truncations) for key, text in texts if text]
         count = 0
         schema_url = ""
-        if scope is not None:
-            name = getattr(scope, "name", None)
-            if name:
-                parts.append(self._text_field(b"\x0a", name, truncations))
-            version = getattr(scope, "version", None)
-            if version:
-                parts.append(self._text_field(b"\x12", version, truncations))
-            attributes = getattr(scope, "attributes", None)
+        if owner is not None:
+            attributes = getattr(owner, "attributes", None)
             count = len(attributes) if isinstance(attributes, Mapping) else 0
             dropped = self._attributes(
-                attributes, b"\x1a", self._max_attributes, truncations, parts
+                attributes, attribute_key, self._max_attributes, truncations, parts
             )
             count -= dropped
             if dropped:
-                parts.append(b"\x20" + varint(dropped))
-            schema_url = getattr(scope, "schema_url", "") or ""
+                parts.append(dropped_key + varint(dropped))
+            schema_url = getattr(owner, "schema_url", "") or ""
         header = _Header(
-            owner=scope,
-            head=len_field(1, b"".join(parts)),
+            owner=owner,
+            head=len_field(1, b"".join(parts)),  # ResourceLogs.resource / ScopeLogs.scope
             tail=self._schema_url_field(schema_url, truncations),
             attributes=count,
             truncations=tuple(truncations.items()),
         )
-        if len(self._scopes) >= self._MAX_HEADERS:
-            self._scopes.clear()
-        self._scopes[id(scope)] = header
+        if len(cache) >= self._MAX_HEADERS:
+            cache.clear()
+        cache[id(owner)] = header
         return header
 
     def _schema_url_field(self, schema_url: object, truncations: _Counts) -> bytes:
@@ -576,7 +560,8 @@ class _Encoder:
                 append(_SEVERITY_FIELDS[number])
         severity_text = log.severity_text
         if severity_text:
-            field = self._severity_texts.get(severity_text)
+            field = (self._severity_texts.get(severity_text)
+                     if type(severity_text) is str else None)
             if field is None:
                 field = self._text_field(
                     _LOG_SEVERITY_TEXT, severity_text, truncations, self._severity_texts
@@ -602,7 +587,7 @@ class _Encoder:
         if dropped > 0:
             append(_LOG_DROPPED + varint(min(dropped, _UINT32_MAX)))
         flags = log.trace_flags
-        if flags:
+        if flags and isinstance(flags, int):  # TraceFlags is an int
             if 0 < flags < 256:
                 append(_FLAGS_FIELDS[flags])
             elif 0 < flags <= _UINT32_MAX:
@@ -622,7 +607,7 @@ class _Encoder:
             append(_pack_tagged64(_LOG_OBSERVED_TIME, observed))
         event_name = log.event_name
         if event_name:
-            field = self._event_names.get(event_name)
+            field = self._event_names.get(event_name) if type(event_name) is str else None
             if field is None:
                 field = self._text_field(
                     _LOG_EVENT_NAME, event_name, truncations, self._event_names

@@ -484,6 +484,9 @@ def test_lone_surrogates_in_keys_body_and_severity_text_are_scrubbed() -> None:
         ({"severity_number": SeverityNumber.FATAL4}, lambda r: r.severity_number == 24),
         ({"severity_number": "INFO"}, lambda r: r.severity_number == 0),
         ({"severity_text": 42}, lambda r: r.severity_text == "42"),
+        ({"severity_text": ["W"]}, lambda r: r.severity_text == "['W']"),
+        ({"event_name": {"e": 1}}, lambda r: r.event_name == "{'e': 1}"),
+        ({"trace_flags": "01"}, lambda r: r.flags == 0),
         ({"event_name": "checkout.done"}, lambda r: r.event_name == "checkout.done"),
     ],
 )
