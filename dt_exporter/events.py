@@ -60,7 +60,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from dt_exporter import payload, responses
 from dt_exporter.config import Compression, ExporterConfig, read_env
-from dt_exporter.delivery import Route, Sender
+from dt_exporter.delivery import Route, Sender, register_fork_hook
 from dt_exporter.errors import ConfigError, TransportError
 from dt_exporter.event_model import (
     Event,
@@ -190,6 +190,11 @@ class _AttemptLog:
         self._lock = threading.Lock()
         self._watches: dict[int, _Watch] = {}
 
+    def after_fork_in_child(self) -> None:
+        """The parent's waiters are not ours; a lock held at fork time would never be freed."""
+        self._lock = threading.Lock()
+        self._watches = {}
+
     def watch(self, data: bytes) -> _Watch:
         watch = _Watch(data)
         with self._lock:
@@ -263,6 +268,12 @@ class _IngestClient:
             max_elapsed_s=config.retry_max_elapsed_s,
             gzip_level=config.gzip_level,
         )
+        register_fork_hook(self)
+
+    def after_fork_in_child(self) -> None:
+        """The sender resets itself; our own locks must not stay held by a parent's thread."""
+        self._lock = threading.Lock()
+        self._attempts.after_fork_in_child()
 
     @property
     def config(self) -> ExporterConfig:
@@ -331,7 +342,7 @@ class _IngestClient:
                 return EventResult("rejected", "the client is shut down")
             deadline = time.monotonic() + max(timeout_s, 0.0)
             while not watch.done.is_set():
-                if self._sender.flush(0):  # idle: our body was delivered or dropped
+                if self._idle():  # our body was delivered or dropped
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -344,6 +355,12 @@ class _IngestClient:
         finally:
             self._attempts.forget(watch)
         return self._result(watch, truncated)
+
+    def _idle(self) -> bool:
+        """Nothing queued or in flight. Asked under `transition`, which the sender holds while
+        it moves a body from the queue to the wire, so a body in between is never missed."""
+        with self._sender.transition:
+            return self._sender.flush(0)
 
     def _result(self, watch: _Watch, truncated: Mapping[str, int]) -> EventResult:
         status = watch.status
@@ -409,36 +426,35 @@ class EventsClient(_IngestClient):
 
     def send_now(self, event: Event, timeout_s: float = 10.0) -> EventResult:
         """Send one event and wait (at most `timeout_s`) for Dynatrace's answer."""
-        bodies, dropped, problems, truncated = self._encode([event])
+        bodies, dropped, problems, truncated = self._encode([event], labelled=False)
         if not bodies:
             self._count_unsendable(next(iter(dropped), "invalid_event"), 1)
             return EventResult("rejected", "; ".join(problems), truncated=truncated)
         return self._send_and_wait(bodies[0], timeout_s, truncated)
 
     def _encode(
-        self, items: Sequence[object]
+        self, items: Sequence[object], *, labelled: bool = True
     ) -> tuple[list[Body], Counter[str], list[str], Counter[str]]:
         bodies: list[Body] = []
         dropped: Counter[str] = Counter()
         truncated: Counter[str] = Counter()
         problems: list[str] = []
         for index, item in enumerate(items):
-            label = f"event {index}"
             if not isinstance(item, Event):
                 dropped["invalid_event"] += 1
-                problems.append(f"{label}: not an Event but {type(item).__name__}")
+                problems.append(f"event {index}: not an Event but {type(item).__name__}")
                 continue
-            label += f" ({item.title[:60]!r})"
+            label = f"event {index} ({item.title[:60]!r}): " if labelled else ""
             fitted, changes = fit(item)
             wrong = validate(fitted)
             if wrong:
                 dropped["invalid_event"] += 1
-                problems.append(f"{label}: {'; '.join(wrong)}")
+                problems.append(label + "; ".join(wrong))
                 continue
             data, scrubbed = json_dumps(fitted.to_json())
             if len(data) > EVENTS_MAX_REQUEST_BYTES:
                 dropped["record_too_large"] += 1
-                problems.append(f"{label}: {len(data)} bytes, over the API's 1 MB limit")
+                problems.append(f"{label}{len(data)} bytes, over the API's 1 MB limit")
                 continue
             truncated.update(changes)
             if scrubbed:
@@ -627,15 +643,16 @@ class EventRoutingExporter(LogRecordExporter):
         self._routes = routes if isinstance(routes, EventRoutes) else EventRoutes.from_env(
             routes=routes)
         self._lock = threading.Lock()
+        register_fork_hook(self)
         self._events: EventsClient | None = None
         self._security: dict[str, SecurityEventsClient] = {}
         #: one mapper per security endpoint, so each client is charged its own truncations
         self._mappers: dict[str, tuple[RecordMapper, Counter[str]]] = {}
         if not self._routes.routes:
             return
+        compression = settings.pop("events_compression", None)
         if config is None and not settings and isinstance(log_exporter, DynatraceLogExporter):
             config = log_exporter.config
-        compression = settings.pop("events_compression", None)
         cfg = _resolve(config, settings)
         for route in self._routes.routes:
             if route.target == "events" and self._events is None:
@@ -645,6 +662,9 @@ class EventRoutingExporter(LogRecordExporter):
                     route.endpoint_name, cfg)
                 cut: Counter[str] = Counter()
                 self._mappers[route.endpoint_name] = (RecordMapper(cfg.limits, cut), cut)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def routes(self) -> EventRoutes:

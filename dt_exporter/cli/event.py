@@ -1,8 +1,7 @@
 """`dt-exporter event`: send one event to Dynatrace now, e.g. a deployment marker from CI.
 
     dt-exporter event --type CUSTOM_DEPLOYMENT --title "Deployed 1.4.2" \\
-        --property dt.event.deployment.version=1.4.2 \\
-        --entity-selector 'type(SERVICE),entityName.equals(checkout)'
+        --property version=1.4.2 --entity-selector 'type(SERVICE),entityName.equals(checkout)'
     dt-exporter event --security my-scanner --json '{"event.type": "VULNERABILITY_FINDING"}'
 
 DT_ENDPOINT and DT_API_TOKEN say where to, as for the exporter. Prints one line (never the
