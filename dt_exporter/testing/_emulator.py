@@ -54,9 +54,9 @@ class DynatraceEmulator:
         max_history: int | None = None,
     ) -> None:
         self.env_id = env_id
-        self.tokens = TokenStore()
+        self._tokens = TokenStore()
         platform = token is not None and token.startswith("dt0s16.")
-        self._token = self.tokens.add(token or new_token(), ALL_SCOPES, platform)
+        self._token = self._tokens.add(token or new_token(), ALL_SCOPES, platform)
         self._port = port
         self._clock = clock
         #: Called in the server's thread for every accepted log record / event.
@@ -70,7 +70,7 @@ class DynatraceEmulator:
         self.security_endpoints: set[str] | None = None
         self.new_security_path_enabled = True
         self.legacy_security_path_enabled = True
-        self.stopping = threading.Event()
+        self._stopping = threading.Event()
         self._changed = threading.Condition()
         self._records: deque[ReceivedRecord] = deque(maxlen=max_history)
         self._requests: deque[ReceivedRequest] = deque(maxlen=max_history)
@@ -87,7 +87,7 @@ class DynatraceEmulator:
         """Bind 127.0.0.1 and serve in a background thread."""
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
-        self.stopping.clear()
+        self._stopping.clear()
         server = EmulatorServer(("127.0.0.1", self._port), self)
         self._port = server.server_address[1]
         self._server = server
@@ -105,7 +105,7 @@ class DynatraceEmulator:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        self.stopping.set()
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         server.close_connections(timeout=2.0)
@@ -145,7 +145,7 @@ class DynatraceEmulator:
 
     def mint_token(self, scopes: Iterable[str] = (LOGS_SCOPE,), platform: bool = False) -> str:
         """A new token with exactly these scopes; `platform=True`: a `dt0s16` Bearer token."""
-        return self.tokens.add(new_token(platform), scopes, platform)
+        return self._tokens.add(new_token(platform), scopes, platform)
 
     # -- what was received ----------------------------------------------------------------
 
@@ -220,9 +220,9 @@ class DynatraceEmulator:
                 replies.clear()
             self._record_total = self._request_total = 0
 
-    # -- called by the server (the `Hub` protocol) ---------------------------------------
+    # -- called by the server (the `Hub` protocol in _server.py) --------------------------
 
-    def settings(self) -> Settings:
+    def _settings(self) -> Settings:
         known = self.security_endpoints
         return Settings(
             max_request_bytes=self.max_request_bytes,
@@ -234,21 +234,21 @@ class DynatraceEmulator:
             legacy_security_path_enabled=self.legacy_security_path_enabled,
         )
 
-    def now_ms(self) -> int:
+    def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def take_reply(self, group: EndpointGroup) -> Reply | None:
+    def _take_reply(self, group: EndpointGroup) -> Reply | None:
         with self._changed:
             replies = self._replies[group]
             return replies.popleft() if replies else None
 
-    def record_request(self, request: ReceivedRequest) -> None:
+    def _record_request(self, request: ReceivedRequest) -> None:
         with self._changed:
             self._requests.append(request)
             self._request_total += 1
             self._changed.notify_all()
 
-    def store(self, outcome: Outcome) -> None:
+    def _store(self, outcome: Outcome) -> None:
         if not (outcome.records or outcome.events or outcome.security_events):
             return
         with self._changed:

@@ -39,14 +39,14 @@ class Hub(Protocol):
     """What the handler needs from the emulator."""
 
     env_id: str | None
-    tokens: TokenStore
-    stopping: threading.Event
+    _tokens: TokenStore
+    _stopping: threading.Event
 
-    def settings(self) -> Settings: ...
-    def now_ms(self) -> int: ...
-    def take_reply(self, group: EndpointGroup) -> Reply | None: ...
-    def store(self, outcome: Outcome) -> None: ...
-    def record_request(self, request: ReceivedRequest) -> None: ...
+    def _settings(self) -> Settings: ...
+    def _now_ms(self) -> int: ...
+    def _take_reply(self, group: EndpointGroup) -> Reply | None: ...
+    def _store(self, outcome: Outcome) -> None: ...
+    def _record_request(self, request: ReceivedRequest) -> None: ...
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -111,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = resolve(url.path, hub.env_id)
         self._server_name = ONEAGENT_SERVER_NAME if route and route.oneagent else SERVER_NAME
-        settings = hub.settings()
+        settings = hub._settings()
         if route is None or self.command != "POST":
             if route is None:
                 answer = error_answer(404, f"No Dynatrace ingest endpoint at {url.path}")
@@ -123,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(url.path, query, body, answer)
             return
         incoming = decode_body(route, self.headers, query, raw, settings)
-        reply = hub.take_reply(route.group)
+        reply = hub._take_reply(route.group)
         if reply is not None and (reply.hang or reply.reset):
             self._record(url.path, query, incoming.body, None)
             self._hang() if reply.hang else self._reset()
@@ -134,15 +134,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             rejected = reply.partial_rejected if reply is not None else None
             try:
-                outcome = handle(incoming, settings, hub.tokens, hub.now_ms(), rejected)
+                outcome = handle(incoming, settings, hub._tokens, hub._now_ms(), rejected)
             except Exception as error:  # an emulator bug: make it visible to the test
                 traceback.print_exc()
                 outcome = Outcome(error_answer(500, f"Emulator error: {error!r}"))
             answer = outcome.answer if reply is None else scripted(reply, outcome.answer)
         self._record(url.path, query, incoming.body, answer)
         if outcome is not None:
-            hub.store(outcome)  # after the request, so a waiter on records sees both
-        if reply is not None and reply.delay and hub.stopping.wait(reply.delay):
+            hub._store(outcome)  # after the request, so a waiter on records sees both
+        if reply is not None and reply.delay and hub._stopping.wait(reply.delay):
             self.close_connection = True  # stopped while delaying: never answer
             return
         self._send(answer)
@@ -190,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             None if answer is None else answer.status,
             b"" if answer is None else answer.body,
         )
-        self.server.hub.record_request(request)
+        self.server.hub._record_request(request)
 
     def _send(self, answer: Answer) -> None:
         self.send_response(answer.status)
@@ -207,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _hang(self) -> None:
         """Never answer; return once the client closes or the emulator stops."""
         self.close_connection = True
-        stopping = self.server.hub.stopping
+        stopping = self.server.hub._stopping
         while not stopping.is_set():
             readable, _, _ = select.select([self.connection], [], [], 0.1)
             if readable:
