@@ -18,7 +18,7 @@ import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal, Protocol
 
 import orjson
@@ -47,6 +47,8 @@ _TIMESTAMP_KEY_SET: Final = frozenset(TIMESTAMP_KEYS)
 _SECONDS_MAX: Final = 100_000_000_000
 _MILLIS_MAX: Final = 100_000_000_000_000
 _MICROS_MAX: Final = 9_999_999_999_999_999
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND: Final = timedelta(milliseconds=1)
 
 
 class ByteSource(Protocol):
@@ -231,6 +233,8 @@ def _array_chunks(
 def timestamp_ms(obj: dict[str, Any]) -> int | None:
     """Epoch milliseconds of a JSON log object, read as Dynatrace reads it; None: none or
     unreadable (Dynatrace then uses the ingest time). RFC 3164 (no year) is not read."""
+    if "timestamp" in obj:  # the first key in Dynatrace's list, and the usual one
+        return parse_timestamp(obj["timestamp"])
     found: dict[str, object] = {}
     for key, value in obj.items():
         folded = key.lower()
@@ -243,36 +247,35 @@ def timestamp_ms(obj: dict[str, Any]) -> int | None:
 
 def parse_timestamp(value: object) -> int | None:
     """Epoch ms from epoch seconds/ms/µs (told apart by size) or ISO 8601 (no zone: UTC)."""
-    if isinstance(value, bool):
-        return None
     if isinstance(value, str):
         text = value.strip()
-        try:
-            value = float(text) if text[:1].isdigit() and "-" not in text[1:] else None
-        except ValueError:
-            value = None
-        if value is None:
+        if text[4:5] == "-":
             return _iso_ms(text)
-    if not isinstance(value, (int, float)) or value != value or value in (
-        float("inf"), float("-inf")
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        -_SECONDS_MAX <= value <= _MICROS_MAX
     ):
-        return None
+        return None  # also NaN and the infinities
     if value <= _SECONDS_MAX:
         return int(value * 1000)
     if value <= _MILLIS_MAX:
         return int(value)
-    if value <= _MICROS_MAX:
-        return int(value // 1000)
-    return None
+    return int(value // 1000)
 
 
 def _iso_ms(text: str) -> int | None:
-    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read Z
-        text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        if text[-1:] not in ("Z", "z"):
+            return None
+        try:  # Python 3.10's fromisoformat does not read Z
+            moment = datetime.fromisoformat(text[:-1] + "+00:00")
+        except ValueError:
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // _MILLISECOND

@@ -16,8 +16,9 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO, Any, Final, TextIO
@@ -49,6 +50,8 @@ QUEUE_BYTES: Final = 16 * 1024 * 1024
 _FOREVER_S: Final = 365 * 86_400.0
 PROGRESS_INTERVAL_S: Final = 0.25  # at most 4 refreshes a second
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+#: Request bodies handed to the compression thread and not yet queued, at most.
+_COMPRESS_AHEAD: Final = 2
 
 _log = logging.getLogger("dt_exporter")
 
@@ -118,6 +121,11 @@ class SendJob:
         self._started = time.monotonic()
         self._input_bytes = 0
         self.read_errors: list[str] = []
+        # Compression runs on its own thread, overlapping the parsing of the next chunk: zlib
+        # releases the GIL, so a second core does it. One worker keeps the bodies in order.
+        self._compressor = ThreadPoolExecutor(1, thread_name_prefix="dt-exporter-send-gzip")
+        self._compressing: deque[Future[None]] = deque()
+        self._stopping = threading.Event()
 
     def send(self, paths: list[str], fmt: InputFormat) -> None:
         for path in paths:
@@ -129,19 +137,34 @@ class SendJob:
                             self._read_error(path, chunk.error)
             except (OSError, EOFError, ValueError) as error:  # gzip.BadGzipFile is an OSError
                 self._read_error(path, str(error) or type(error).__name__)
+        while self._compressing:
+            self._compressing.popleft().result()
         while not self._sender.flush(PROGRESS_INTERVAL_S):
             self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
     def _submit(self, chunk: Chunk) -> None:
         self._accounting.receive(chunk.records)
-        bodies = self._encoder.encode(chunk, time.time_ns())
+        arrays, oldest_ns = self._encoder.arrays(chunk, time.time_ns())
         self._accounting.merge(self._encoder.dropped, self._encoder.truncations)
         self._encoder.dropped.clear()
         self._encoder.truncations.clear()
         self._input_bytes += chunk.input_bytes
-        for body in bodies:
-            self._sender.submit(body, wait_s=_FOREVER_S)
+        for data, records in arrays:
+            self._compressing.append(
+                self._compressor.submit(self._compress_and_queue, data, records, oldest_ns))
+        while len(self._compressing) > _COMPRESS_AHEAD:  # memory stays flat
+            self._compressing.popleft().result()
         self._progress.show(self.stats(), self._input_bytes, self._elapsed())
+
+    def _compress_and_queue(self, data: bytes, records: int, oldest_ns: int) -> None:
+        """On the compression thread: wait for room in the queue rather than evict."""
+        if not self._stopping.is_set():
+            body = self._encoder.body(data, records, oldest_ns)
+            while not self._stopping.is_set():
+                if self._sender.queue.wait_for_room(body.size, PROGRESS_INTERVAL_S):
+                    self._sender.submit(body, wait_s=_FOREVER_S)
+                    return
+        self._accounting.drop("shutdown", records)
 
     def _read_error(self, path: str, problem: str) -> None:
         self._progress.clear()
@@ -151,6 +174,8 @@ class SendJob:
 
     def stop(self) -> None:
         """Stop the sender; what is still queued (only after Ctrl-C) counts as `shutdown`."""
+        self._stopping.set()
+        self._compressor.shutdown(wait=True)
         self._sender.shutdown(0.0 if self._sender.queue.depth[0] else 1.0)
         self._progress.clear()
 
@@ -204,6 +229,19 @@ class ChunkEncoder:
         self._encoding: Encoding = "gzip" if config.compression == "gzip" else "identity"
 
     def encode(self, chunk: Chunk, now_ns: int) -> list[Body]:
+        """Everything at once (tests, and callers without a compression thread)."""
+        arrays, oldest_ns = self.arrays(chunk, now_ns)
+        return [self.body(data, records, oldest_ns) for data, records in arrays]
+
+    def body(self, data: bytes, records: int, oldest_ns: int) -> Body:
+        """Compress one JSON array (zlib releases the GIL: this may run on another thread)."""
+        return Body(self._route_name,
+                    payload.compress(data, self._encoding, self._config.gzip_level),
+                    records, self._encoding, oldest_ns)
+
+    def arrays(self, chunk: Chunk, now_ns: int) -> tuple[list[tuple[bytes, int]], int]:
+        """The chunk's records as JSON arrays within the request limits, and the timestamp
+        (ns) of the oldest record, 0 if none has one."""
         cutoff_ms = (now_ns - (MAX_RECORD_AGE_NS - STALE_MARGIN_NS)) // 1_000_000
         objects: list[JsonObject] = []
         append = objects.append
@@ -235,11 +273,7 @@ class ChunkEncoder:
             objects, max_bytes=cfg.max_request_bytes, max_records=cfg.max_records_per_request,
             truncations=self.truncations, dropped=self.dropped,
         )
-        return [
-            Body(self._route_name, payload.compress(data, self._encoding, cfg.gzip_level),
-                 records, self._encoding, oldest_ms * 1_000_000)
-            for data, records in arrays
-        ]
+        return arrays, oldest_ms * 1_000_000
 
 
 class Progress:
