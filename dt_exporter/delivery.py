@@ -195,7 +195,9 @@ class Sender:
         return "shutdown" if self._spool is None else "left_in_spool"
 
     def _idle(self) -> bool:
-        return not self._busy and len(self.queue) == 0
+        # Under `transition`: a body taken from the queue is marked busy in the same step.
+        with self.transition:
+            return not self._busy and len(self.queue) == 0
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -2,6 +2,7 @@
 
     DtExporterError
     ├── ConfigError        bad configuration: raised early, names the setting, never the token
+    ├── InvalidEventError  an Events API event that cannot be built (event_model.py)
     └── TransportError     one HTTP attempt failed below the HTTP layer (kind says how)
 
 `export()` never raises into the application: everything that goes wrong while exporting is
