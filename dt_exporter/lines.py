@@ -79,12 +79,23 @@ def read_chunks(
 ) -> Iterator[Chunk]:
     """Read `source` to its end in chunks of whole lines (or whole array elements)."""
     head = source.read(chunk_bytes)
+    while head and _undecided(head) and len(head) < max_line_bytes:
+        more = source.read(chunk_bytes)  # a pipe may hand out a few bytes at a time
+        if not more:
+            break
+        head += more
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8):]
     if fmt != "text" and _looks_like_array(head, strict=fmt == "json"):
         yield from _array_chunks(head, source, chunk_bytes, chunk_records, max_line_bytes)
         return
     yield from _line_chunks(head, source, fmt, chunk_bytes, chunk_records, max_line_bytes)
+
+
+def _undecided(head: bytes) -> bool:
+    """Too little of the input to tell a JSON array from lines: blanks, or `[` and blanks."""
+    start = head.lstrip(_WHITESPACE)
+    return not start or (start[:1] == b"[" and not start[1:].lstrip(_WHITESPACE))
 
 
 def _looks_like_array(head: bytes, *, strict: bool) -> bool:
@@ -94,7 +105,7 @@ def _looks_like_array(head: bytes, *, strict: bool) -> bool:
     if strict:
         return True
     rest = start[1:].lstrip(_WHITESPACE)
-    return rest[:1] in (b"{", b"]") or (not rest and len(start) == 1)
+    return rest[:1] in (b"{", b"]")
 
 
 def _line_chunks(
@@ -122,7 +133,9 @@ def _line_chunks(
             for start in range(0, len(lines), chunk_records):
                 part = lines[start:start + chunk_records]
                 chunk = parse_lines(part, fmt)
-                chunk.input_bytes = (len(block) + 1) * len(part) // len(lines)
+                consumed = len(block) + 1  # shared out over the parts, exactly
+                chunk.input_bytes = (consumed * (start + len(part)) // len(lines)
+                                     - consumed * start // len(lines))
                 yield chunk
         if eof and not pending:
             return

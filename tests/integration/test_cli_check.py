@@ -1,0 +1,163 @@
+"""`python -m dt_exporter check` in a real subprocess: one exit code per kind of failure, and
+the token never shown (reliability E29, E30, F34)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from dt_exporter.testing import DynatraceEmulator
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def check(**env: str) -> subprocess.CompletedProcess[str]:
+    """Run `dt-exporter check` with exactly these DT_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DT_", "OTEL_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "dt_exporter", "check"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env={**clean, **env},
+    )
+    token = env.get("DT_API_TOKEN", "")
+    if token:
+        secret = token.split(".")[-1]
+        output = result.stdout + result.stderr
+        assert token not in output
+        assert secret not in output
+        assert token.split(".")[1] not in output  # not even the whole public part
+    return result
+
+
+def test_ok_against_the_emulator(dynatrace: DynatraceEmulator) -> None:
+    """A good setup exits 0, lists every setting with its source, redacts the token."""
+    result = check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=dynatrace.token,
+                   DT_EXPORTER_GZIP_LEVEL="6")
+    assert result.returncode == 0, result.stdout
+    out = result.stdout
+    assert f"{dynatrace.token[:11]}…(redacted)" in out
+    assert "DT_EXPORTER_GZIP_LEVEL" in out and "6" in out and "(env)" in out
+    assert "DT_EXPORTER_TIMEOUT" in out and "(default)" in out
+    assert "Endpoint kind: custom" in out
+    assert "token: accepted, scope logs.ingest present" in out
+    assert "Result: OK" in out
+    [request] = dynatrace.requests
+    assert request.body == b"[]" and request.status == 204
+    assert dynatrace.records == []  # the probe ingests nothing
+
+
+def test_unknown_token_exits_5_with_the_fix(dynatrace: DynatraceEmulator) -> None:
+    """A token Dynatrace does not know: 401, exit 5, one sentence saying what to do."""
+    unknown = "dt0c01." + "U" * 24 + "." + "V" * 64
+    result = check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=unknown)
+    assert result.returncode == 5
+    assert "401" in result.stdout
+    assert "set DT_API_TOKEN" in result.stdout
+
+
+def test_token_without_logs_ingest_exits_5_naming_the_scope(
+    dynatrace: DynatraceEmulator,
+) -> None:
+    """A valid token without `logs.ingest`: 403, exit 5, the scope named."""
+    token = dynatrace.mint_token(scopes=["events.ingest"])
+    result = check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=token)
+    assert result.returncode == 5
+    assert "403" in result.stdout
+    assert "lacks the scope logs.ingest" in result.stdout
+
+
+def test_connection_refused_exits_3() -> None:
+    """Nothing listens on the port: exit 3 and a sentence about host and port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = check(DT_ENDPOINT=f"http://127.0.0.1:{port}",
+                   DT_API_TOKEN="dt0c01." + "R" * 24 + "." + "T" * 64)
+    assert result.returncode == 3
+    assert "Could not connect" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DT_ENDPOINT": "https://abc123.apps.dynatrace.com"}, "DT_ENDPOINT"),
+        ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com"}, "DT_API_TOKEN"),
+        ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com", "DT_EXPORTER_TIMEOUT": "soon"},
+         "DT_EXPORTER_TIMEOUT"),
+    ],
+)
+def test_bad_configuration_exits_2(env: dict[str, str], variable: str) -> None:
+    """Configuration errors exit 2 and name the variable, never its value."""
+    token = {"DT_API_TOKEN": "dt0c01." + "C" * 24 + "." + "D" * 64} if (
+        variable != "DT_API_TOKEN") else {}
+    result = check(**env, **token)
+    assert result.returncode == 2
+    assert variable in result.stdout
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a certificate from a private CA; yields URL, CA file."""
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_untrusted_certificate_exits_4_and_ca_bundle_fixes_it(
+    tls_server: tuple[str, Path],
+) -> None:
+    """A certificate from an unknown CA: exit 4 with the CA-bundle fix; with it: exit 0."""
+    url, ca_file = tls_server
+    token = "dt0c01." + "E" * 24 + "." + "F" * 64
+    failed = check(DT_ENDPOINT=url, DT_API_TOKEN=token)
+    assert failed.returncode == 4, failed.stdout
+    assert "DT_EXPORTER_CA_BUNDLE" in failed.stdout
+    fixed = check(DT_ENDPOINT=url, DT_API_TOKEN=token, DT_EXPORTER_CA_BUNDLE=str(ca_file))
+    assert fixed.returncode == 0, fixed.stdout
+    assert f"certificate verified ({ca_file})" in fixed.stdout
+
+
+def test_oneagent_needs_no_token(dynatrace: DynatraceEmulator) -> None:
+    """OneAgent's local API: kind shown as such, no token needed, no compression."""
+    result = check(DT_ENDPOINT=f"{dynatrace.url}/v2/logs/ingest")
+    assert result.returncode == 0, result.stdout
+    assert "Endpoint kind: OneAgent local" in result.stdout
+    assert "not needed (OneAgent local API)" in result.stdout
+    assert "DT_EXPORTER_COMPRESSION" in result.stdout and "(derived)" in result.stdout

@@ -1,0 +1,176 @@
+"""`python -m dt_exporter send` in a real subprocess against the Dynatrace emulator."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dt_exporter.testing import DynatraceEmulator, Reply
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def send(
+    dt: DynatraceEmulator, *args: str, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `dt-exporter send` pointed at the emulator; fail the test if it hangs."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dt_exporter", "send", *args],
+        cwd=REPO,
+        input=stdin.decode("utf-8", "surrogateescape") if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        timeout=120,
+        env={**os.environ, "DT_ENDPOINT": dt.url, "DT_API_TOKEN": dt.token,
+             "DT_EXPORTER_BACKOFF_INITIAL": "0.01", "DT_EXPORTER_BACKOFF_MAX": "0.05", **env},
+    )
+    assert dt.token not in result.stdout + result.stderr
+    return result
+
+
+def mixed_lines(count: int) -> list[str]:
+    """Text and JSON lines, each with a unique id (`t-N` in text, `id` in JSON)."""
+    lines = []
+    for i in range(count):
+        if i % 3 == 0:
+            lines.append(json.dumps({"id": f"j-{i}", "message": f"json record {i}",
+                                     "level": "warn", "http": {"status": 200 + i % 5}}))
+        else:
+            lines.append(f"2024-05-01 12:00:00 INFO text record t-{i} ünïcödé")
+    return lines
+
+
+def arrived_ids(dt: DynatraceEmulator) -> list[str]:
+    ids = []
+    for record in dt.records:
+        if "id" in record.attributes:
+            ids.append(record.attributes["id"])
+        else:
+            ids.append(record.content.split()[5])
+    return ids
+
+
+def test_every_line_of_a_large_mixed_file_arrives(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """20,000 mixed lines: every one arrives once, JSON as objects, text as content; exit 0."""
+    lines = mixed_lines(20_000)
+    path = tmp_path / "app.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = send(dynatrace, str(path))
+    assert result.returncode == 0, result.stderr
+    ids = arrived_ids(dynatrace)
+    assert len(ids) == 20_000
+    assert sorted(ids) == sorted(f"j-{i}" if i % 3 == 0 else f"t-{i}" for i in range(20_000))
+    json_record = next(r for r in dynatrace.records if r.attributes.get("id") == "j-3")
+    assert json_record.content == "json record 3"
+    assert json_record.loglevel == "WARN"
+    assert json_record.attributes["http.status"] == 203
+    assert "20000 records read" in result.stdout
+    assert "delivered 20000" in result.stdout
+    assert "dropped 0" in result.stdout
+
+
+def test_stdin_dash_delivers_ndjson(dynatrace: DynatraceEmulator) -> None:
+    """`send -` reads standard input; NDJSON lines arrive as records (reliability F34)."""
+    data = "".join(json.dumps({"content": f"from stdin {i}", "seq": i}) + "\n" for i in range(50))
+    result = send(dynatrace, "-", stdin=data.encode())
+    assert result.returncode == 0, result.stderr
+    assert sorted(r.attributes["seq"] for r in dynatrace.records) == list(range(50))
+
+
+def test_gzip_file_and_invalid_utf8(dynatrace: DynatraceEmulator, tmp_path: Path) -> None:
+    """A .gz file is decompressed; bytes that are not UTF-8 arrive as U+FFFD."""
+    path = tmp_path / "app.log.gz"
+    path.write_bytes(gzip.compress(b"caf\xe9 au lait\nsecond\n"))
+    result = send(dynatrace, str(path))
+    assert result.returncode == 0, result.stderr
+    assert sorted(r.content for r in dynatrace.records) == ["caf\ufffd au lait", "second"]
+
+
+def test_permanent_400_exits_1_with_reason_counts(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """The emulator answers 400: those records are dropped, counted by reason, exit 1."""
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i}\n" for i in range(10)), encoding="utf-8")
+    dynatrace.enqueue("logs", Reply(400))
+    result = send(dynatrace, str(path))
+    assert result.returncode == 1
+    assert "dropped 10 (http_400 10)" in result.stdout
+    assert "delivered 0" in result.stdout
+    assert "400" in result.stderr  # the sender's one log line says what happened
+
+
+def test_413_split_still_delivers_everything(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """With a small server limit every body is answered 413, split, and finally delivered."""
+    dynatrace.max_request_bytes = 20_000
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"record number {i} " + "x" * 80 + "\n" for i in range(2000)),
+                    encoding="utf-8")
+    result = send(dynatrace, str(path), DT_EXPORTER_COMPRESSION="none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = [r.status for r in dynatrace.requests]
+    assert 413 in statuses
+    contents = sorted(r.content for r in dynatrace.records)
+    assert contents == sorted(f"record number {i} " + "x" * 80 for i in range(2000))
+    assert "delivered 2000" in result.stdout
+
+
+def test_too_old_json_records_are_counted_not_sent(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """Records older than 24 h (minus the margin) are dropped as too_old; the rest arrive."""
+    now = time.time()
+    old = {"timestamp": int((now - 25 * 3600) * 1000), "content": "too old"}
+    edge = {"timestamp": int((now - 24 * 3600 + 60) * 1000), "content": "inside margin"}
+    fresh = {"@timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+             "content": "fresh"}
+    lines = [json.dumps(old), json.dumps(edge), json.dumps(fresh), "plain text"]
+    path = tmp_path / "app.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = send(dynatrace, str(path))
+    assert result.returncode == 1
+    assert "dropped 2 (too_old 2)" in result.stdout
+    assert sorted(r.content for r in dynatrace.records) == ["fresh", "plain text"]
+
+
+def test_json_array_file(dynatrace: DynatraceEmulator, tmp_path: Path) -> None:
+    """A file holding one JSON array sends each element as a record."""
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([{"content": f"element {i}"} for i in range(300)], indent=1),
+                    encoding="utf-8")
+    result = send(dynatrace, str(path))
+    assert result.returncode == 0, result.stderr
+    assert len(dynatrace.records) == 300
+
+
+def test_configuration_error_exits_2_without_the_token(tmp_path: Path) -> None:
+    """A bad setting exits 2 and names the variable; the token is never printed."""
+    token = "dt0c01." + "C" * 24 + "." + "S" * 64
+    result = subprocess.run(
+        [sys.executable, "-m", "dt_exporter", "send", "-"],
+        cwd=REPO, input="", capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DT_ENDPOINT": "ftp://example.com", "DT_API_TOKEN": token},
+    )
+    assert result.returncode == 2
+    assert "DT_ENDPOINT" in result.stderr
+    assert "S" * 64 not in result.stdout + result.stderr
+
+
+def test_missing_file_exits_2(dynatrace: DynatraceEmulator) -> None:
+    """A file that does not exist is reported before anything is sent."""
+    missing = "does-not-exist.log"
+    result = send(dynatrace, missing)
+    assert result.returncode == 2
+    assert missing in result.stderr
+    assert dynatrace.requests == []
