@@ -64,17 +64,17 @@ _LEVEL_BY_PREFIX: Final = (
     ("c", "CRITICAL"), ("s", "SEVERE"), ("w", "WARN"), ("n", "NOTICE"), ("i", "INFO"),
     ("d", "DEBUG"), ("trace", "DEBUG"), ("verbose", "DEBUG"),
 )
-_LEVEL_BY_SEVERITY: Final = {s: _LEVEL_BY_NUMBER.get(s.value) for s in SeverityNumber}
+LEVEL_BY_SEVERITY: Final = {s: _LEVEL_BY_NUMBER.get(s.value) for s in SeverityNumber}
 SPECIAL_KEYS: Final = frozenset({"content", "timestamp", "loglevel", "trace_id", "span_id"})
 #: Attributes the mapper adds after the record's own: kept out of the attribute budget's reach.
-_RESERVED_ATTRIBUTES: Final = 4
+RESERVED_ATTRIBUTES: Final = 4
 _CYCLIC: Final = "<cyclic>"
 _TOO_DEEP: Final = "<nested too deep>"
 #: Depth past which JSON text of a body or a deep value is cut: orjson refuses beyond ~255 and
 #: Python's recursion limit lies near 1,000; no log needs more.
 _MAX_JSON_DEPTH: Final = 64
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**64 - 1
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
 _CACHE_SIZE: Final = 256
 _KEY_CACHE_SIZE: Final = 4096
 
@@ -111,7 +111,7 @@ class RecordMapper:
         self.limits = limits
         self.truncations = truncations
         self._base_cache: dict[tuple[int, int], _Base] = {}
-        self._known_keys: dict[object, str] = {}
+        self.known_keys: dict[object, str] = {}
         self._last_base = _Base(None, None, {}, Counter())
         # Fast-path thresholds: text shorter than these many characters cannot exceed the limit.
         self._value_chars = limits.max_value_bytes // 4
@@ -136,7 +136,7 @@ class RecordMapper:
 
     def map(self, record: ReadableLogRecord) -> JsonObject:
         lr = record.log_record
-        base, base_cuts = self._base(record.resource, record.instrumentation_scope)
+        base, base_cuts = self.base(record.resource, record.instrumentation_scope)
         out = dict(base)
         if base_cuts:  # cuts in the shared resource part are counted for every record
             self.truncations.update(base_cuts)
@@ -156,7 +156,7 @@ class RecordMapper:
         if ts:
             out["timestamp"] = ts // 1_000_000
         severity = lr.severity_number
-        level = _LEVEL_BY_SEVERITY.get(severity) if severity else None
+        level = LEVEL_BY_SEVERITY.get(severity) if severity else None
         if level is None:
             level = loglevel_for(None, lr.severity_text)
         if level:
@@ -165,7 +165,7 @@ class RecordMapper:
 
     # -- attributes -----------------------------------------------------------------------------
 
-    def _base(
+    def base(
         self, resource: Resource, scope: InstrumentationScope | None
     ) -> tuple[JsonObject, Counter[str]]:
         """The mapped resource and scope attributes, and the cuts they needed (cached)."""
@@ -196,8 +196,8 @@ class RecordMapper:
             self.truncations = counting
 
     def _add_attributes(self, out: JsonObject, attributes: Mapping[str, Any]) -> None:
-        budget = self.limits.max_attributes - _RESERVED_ATTRIBUTES
-        known = self._known_keys
+        budget = self.limits.max_attributes - RESERVED_ATTRIBUTES
+        known = self.known_keys
         value_chars = self._value_chars
         for key, value in attributes.items():
             safe = known.get(key)
@@ -207,7 +207,7 @@ class RecordMapper:
             if kind is str:
                 out[safe] = value if len(value) <= value_chars else self._text(value)
             elif kind is int:
-                out[safe] = value if _INT_MIN <= value <= _INT_MAX else self._text(int_text(value))
+                out[safe] = value if INT_MIN <= value <= INT_MAX else self._text(int_text(value))
             elif kind is bool or (kind is float and value - value == 0):  # finite float
                 out[safe] = value
             else:
@@ -221,10 +221,10 @@ class RecordMapper:
     def _remember_key(self, key: object) -> str:
         """The safe form of a top-level key, cached: keys repeat from record to record."""
         safe = self._key(key)
-        if len(self._known_keys) >= _KEY_CACHE_SIZE:
-            self._known_keys.clear()
+        if len(self.known_keys) >= _KEY_CACHE_SIZE:
+            self.known_keys.clear()
         if safe == key:  # a key that needed cutting is counted each time it is cut
-            self._known_keys[key] = safe
+            self.known_keys[key] = safe
         return safe
 
     def _key(self, key: object) -> str:
@@ -265,7 +265,7 @@ class RecordMapper:
         if isinstance(value, str):
             return self._text(value)
         if isinstance(value, int):
-            return value if _INT_MIN <= value <= _INT_MAX else self._text(int_text(value))
+            return value if INT_MIN <= value <= INT_MAX else self._text(int_text(value))
         if isinstance(value, float):
             return float_to_json(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -359,7 +359,7 @@ def _json_node(value: object, path: tuple[int, ...], tree: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return value if _INT_MIN <= value <= _INT_MAX else int_text(value)
+        return value if INT_MIN <= value <= INT_MAX else int_text(value)
     if isinstance(value, float):
         return float_to_json(value)
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -69,23 +69,34 @@ def json_arrays(
             return [(data, len(objects))]
         # Over the limit, or some object needed scrubbing: go object by object, which also
         # counts `invalid_unicode` once per affected object however the batch is packed.
-    arrays: list[tuple[bytes, int]] = []
     parts: list[bytes] = []
-    size = 2  # the brackets
     for obj in objects:
         part, scrubbed = json_dumps(obj)
         if scrubbed:
             truncations["invalid_unicode"] += 1
+        parts.append(part)
+    return pack_json_arrays(parts, max_bytes=max_bytes, max_records=max_records, dropped=dropped)
+
+
+def pack_json_arrays(
+    parts: Sequence[bytes], *, max_bytes: int, max_records: int, dropped: Counter[str]
+) -> list[tuple[bytes, int]]:
+    """Pack serialised objects into JSON arrays within `max_bytes` and `max_records`; an object
+    that alone exceeds `max_bytes` is dropped and counted as `record_too_large`."""
+    arrays: list[tuple[bytes, int]] = []
+    batch: list[bytes] = []
+    size = 2  # the brackets
+    for part in parts:
         if len(part) + 2 > max_bytes:
             dropped["record_too_large"] += 1
             continue
-        if parts and (size + len(part) + 1 > max_bytes or len(parts) >= max_records):
-            arrays.append((_join(parts), len(parts)))
-            parts, size = [], 2
-        parts.append(part)
-        size += len(part) + (1 if len(parts) > 1 else 0)
-    if parts:
-        arrays.append((_join(parts), len(parts)))
+        if batch and (size + len(part) + 1 > max_bytes or len(batch) >= max_records):
+            arrays.append((_join(batch), len(batch)))
+            batch, size = [], 2
+        batch.append(part)
+        size += len(part) + (1 if len(batch) > 1 else 0)
+    if batch:
+        arrays.append((_join(batch), len(batch)))
     return arrays
 
 
