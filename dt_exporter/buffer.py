@@ -70,9 +70,9 @@ class BodyQueue:
             return body
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a body (or a wake-up), without taking it."""
+        """Wait up to `timeout` seconds for a body or a `wake()`, without taking it."""
         with self._ready:
-            return self._ready.wait_for(lambda: bool(self._bodies), timeout)
+            return bool(self._bodies) or self._ready.wait(timeout)
 
     def drain(self) -> list[Body]:
         """Take every queued body at once."""
@@ -80,6 +80,7 @@ class BodyQueue:
             bodies = list(self._bodies)
             self._bodies.clear()
             self._bytes = self._records = 0
+            self._ready.notify_all()  # producers waiting for room
             return bodies
 
     def wake(self) -> None:

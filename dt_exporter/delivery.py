@@ -315,7 +315,7 @@ class Sender:
         status, content = (response.status, response.body) if response else (200, b"")
         rejected, message = route.read_rejections(status, content)
         rejected = min(max(rejected, 0), body.records)
-        if status == 200 or rejected:
+        if rejected or message:  # an OTLP 200 with an empty body is a plain success
             self._accounting.count(partial=1)
             self._log(logging.WARNING, f"partial_{route.name}",
                       "dt_exporter: Dynatrace accepted only part of a request to %s: %s",

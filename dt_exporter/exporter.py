@@ -20,7 +20,6 @@ from dt_exporter import payload, responses
 from dt_exporter.config import ExporterConfig
 from dt_exporter.delivery import Route, Sender, register_fork_hook
 from dt_exporter.errors import ConfigError
-from dt_exporter.json_encoder import RecordEncoder
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import RecordMapper
 from dt_exporter.payload import Body, Encoding
@@ -65,7 +64,7 @@ class DynatraceLogExporter(LogRecordExporter):
         cfg = self._config
         self._truncations: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
-        self._encoder = RecordEncoder(RecordMapper(cfg.limits, self._truncations))
+        self._mapper = RecordMapper(cfg.limits, self._truncations)
         self._encoding: Encoding = "gzip" if cfg.compression == "gzip" else "identity"
         self._route = _logs_route(cfg)
         self._sender = Sender(
@@ -151,27 +150,21 @@ class DynatraceLogExporter(LogRecordExporter):
                 )
             ]
         else:
-            requests = payload.pack_json_arrays(
-                self._encode_json(keep), max_bytes=cfg.max_request_bytes,
-                max_records=cfg.max_records_per_request, dropped=self._dropped,
+            objects = []
+            for record in keep:
+                try:
+                    objects.append(self._mapper.map(record))
+                except Exception:
+                    self._dropped["unmappable"] += 1
+            requests = payload.json_arrays(
+                objects, max_bytes=cfg.max_request_bytes, max_records=cfg.max_records_per_request,
+                truncations=self._truncations, dropped=self._dropped,
             )
         return [
             Body(self._route.name, payload.compress(data, self._encoding, cfg.gzip_level),
                  records, self._encoding, oldest)
             for data, records in requests
         ]
-
-    def _encode_json(self, records: list[ReadableLogRecord]) -> list[bytes]:
-        try:
-            return self._encoder.encode(records)
-        except Exception:  # a record the encoder cannot take: find it, keep the others
-            parts: list[bytes] = []
-            for record in records:
-                try:
-                    parts.extend(self._encoder.encode([record]))
-                except Exception:
-                    self._dropped["unmappable"] += 1
-            return parts
 
     def stats(self) -> DeliveryStats:
         """A consistent snapshot: received = delivered + dropped + queued + in flight."""
