@@ -17,12 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import orjson
-
 from dt_exporter.buffer import BodyQueue
 from dt_exporter.errors import TransportError
 from dt_exporter.limits import MAX_RECORD_AGE_NS
 from dt_exporter.payload import Body, compress, decompress
+from dt_exporter.responses import server_message
 from dt_exporter.retry import PERMANENT_MEANING, Backoff, Outcome, Verdict, classify, classify_error
 from dt_exporter.spool import Spool
 from dt_exporter.stats import Accounting
@@ -351,23 +350,13 @@ class Sender:
         meaning = PERMANENT_MEANING.get(status, "unexpected answer")
         if status in (401, 403):
             meaning += f" (the {route.name} endpoint needs scope {route.scope})"
-        detail = _server_message(response.body) if response else ""
+        detail = server_message(response.body) if response else ""
         self._log(logging.ERROR, verdict.reason, "dt_exporter: %s answered %d: %s%s",
                   route.name, status, meaning, f" — {detail}" if detail else "")
 
 
 def _host(url: str) -> str:
     return url.split("/", 3)[2] if "://" in url else url
-
-
-def _server_message(body: bytes) -> str:
-    """The message of Dynatrace's ErrorEnvelope, shortened; never the request."""
-    try:
-        parsed = orjson.loads(body)
-        message = parsed.get("error", {}).get("message", "")
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
-    return str(message)[:300]
 
 
 class ForkAware(Protocol):

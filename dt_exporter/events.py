@@ -357,10 +357,9 @@ class _IngestClient:
         return self._result(watch, truncated)
 
     def _idle(self) -> bool:
-        """Nothing queued or in flight. Asked under `transition`, which the sender holds while
-        it moves a body from the queue to the wire, so a body in between is never missed."""
-        with self._sender.transition:
-            return self._sender.flush(0)
+        """Nothing queued or in flight (the sender answers under its `transition` lock, so a
+        body moving from the queue to the wire is never missed)."""
+        return self._sender.flush(0)
 
     def _result(self, watch: _Watch, truncated: Mapping[str, int]) -> EventResult:
         status = watch.status
@@ -383,7 +382,7 @@ class _IngestClient:
         meaning = PERMANENT_MEANING.get(status, "unexpected answer")
         if status in (401, 403):
             meaning += f" (this endpoint needs scope {self._route.scope})"
-        detail = server_message(watch.response)
+        detail = responses.server_message(watch.response)
         return EventResult("rejected", f"HTTP {status}: {meaning}"
                            + (f" — {detail}" if detail else ""), status, truncated=truncated)
 
@@ -575,17 +574,6 @@ def one_event_rejections(status: int, body: bytes) -> tuple[int, str]:
         return 0, message
     _, statuses = ingest_results(body)
     return (0 if "OK" in statuses else 1), message
-
-
-def server_message(body: bytes) -> str:
-    """The message of Dynatrace's error envelope, shortened; "" when there is none."""
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return ""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message)[:300] if message else ""
 
 
 def _key(key: object) -> str:

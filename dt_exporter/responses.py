@@ -47,3 +47,12 @@ def events_rejections(status: int, body: bytes) -> tuple[int, str]:
 
 def nothing_rejected(status: int, body: bytes) -> tuple[int, str]:
     return 0, ""
+
+
+def server_message(body: bytes, limit: int = 300) -> str:
+    """The message of Dynatrace's ErrorEnvelope (`{"error": {"message": ...}}`), shortened;
+    "" when there is none. Never echoes the request."""
+    parsed = _parse(body)
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:limit] if message else ""

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
-import orjson
-
 from dt_exporter.config import ENV_VARS, ExporterConfig, read_env
 from dt_exporter.errors import ConfigError, TransportError
+from dt_exporter.responses import server_message
 from dt_exporter.retry import PERMANENT_MEANING
 from dt_exporter.transport import Response, Transport
 
@@ -198,7 +197,7 @@ def _http_verdict(config: ExporterConfig, response: Response, out: TextIO) -> Ve
                  else f"accepted, scope {SCOPE} present")
         print(f"  token: {token}", file=out)
         return Verdict(EXIT_OK, "OK", "")
-    message = _server_message(response.body)
+    message = server_message(response.body, limit=200)
     detail = f" (server: {message})" if message else ""
     if status == 401:
         return Verdict(EXIT_AUTH, "FAILED: token",
@@ -228,12 +227,3 @@ def _http_verdict(config: ExporterConfig, response: Response, out: TextIO) -> Ve
                    "DT_ENDPOINT and the environment's log ingest settings.")
 
 
-def _server_message(body: bytes) -> str:
-    """The message of an ErrorEnvelope, shortened; never the request."""
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return ""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    message = error.get("message", "") if isinstance(error, dict) else ""
-    return str(message)[:200]
