@@ -23,12 +23,20 @@ class BodyQueue:
         self._records = 0
         self._ready = threading.Condition(threading.Lock())
 
-    def put(self, body: Body) -> list[Body]:
-        """Queue `body`; return the bodies dropped to make room (`body` itself if it can't fit)."""
+    def put(self, body: Body, wait_s: float = 0.0) -> list[Body]:
+        """Queue `body`; return the bodies dropped to make room (`body` itself if it can't fit).
+
+        With `wait_s`, first wait up to that long for room (producers that may wait, like the
+        CLI's `send`); waiting and queueing happen under one lock, so nothing slips in between.
+        """
         if body.size > self.max_bytes:
             return [body]
         evicted: list[Body] = []
         with self._ready:
+            if wait_s > 0:
+                self._ready.wait_for(
+                    lambda: not self._bodies or self._bytes + body.size <= self.max_bytes, wait_s
+                )
             while self._bytes + body.size > self.max_bytes and self._bodies:
                 old = self._bodies.popleft()
                 self._bytes -= old.size
@@ -41,8 +49,8 @@ class BodyQueue:
         return evicted
 
     def wait_for_room(self, size: int, timeout: float | None) -> bool:
-        """Block until `size` more bytes fit (for producers that may wait, like the CLI's `send`);
-        False on timeout."""
+        """Block until `size` more bytes fit, without queueing anything; False on timeout.
+        (For a producer that wants to stay interruptible between short waits.)"""
         with self._ready:
             return self._ready.wait_for(
                 lambda: not self._bodies or self._bytes + size <= self.max_bytes, timeout

@@ -143,15 +143,14 @@ class Sender:
         if self._pid != os.getpid():
             self.after_fork_in_child()
         if wait_s > 0:
-            self._ensure_thread()
-            self.queue.wait_for_room(body.size, wait_s)
+            self._ensure_thread()  # someone must make room
         if self._spool is not None:
             body = self._spool.write(body)
-        self._enqueue(body)
+        self._enqueue(body, wait_s)
         self._ensure_thread()
 
-    def _enqueue(self, body: Body) -> None:
-        for evicted in self.queue.put(body):
+    def _enqueue(self, body: Body, wait_s: float = 0.0) -> None:
+        for evicted in self.queue.put(body, wait_s):
             self._accounting.drop("queue_full", evicted.records)
             if self._spool is not None:
                 self._spool.remove(evicted)

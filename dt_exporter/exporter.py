@@ -66,7 +66,7 @@ class DynatraceLogExporter(LogRecordExporter):
         self._dropped: Counter[str] = Counter()
         self._mapper = RecordMapper(cfg.limits, self._truncations)
         self._encoding: Encoding = "gzip" if cfg.compression == "gzip" else "identity"
-        self._route = _logs_route(cfg)
+        self._route = logs_route(cfg)
         self._sender = Sender(
             {self._route.name: self._route},
             lambda: Transport(timeout_s=cfg.timeout_s, ca_bundle=cfg.ca_bundle,
@@ -207,7 +207,7 @@ class DynatraceLogExporter(LogRecordExporter):
         return f"DynatraceLogExporter({target!r})"
 
 
-def _logs_route(cfg: ExporterConfig) -> Route:
+def logs_route(cfg: ExporterConfig) -> Route:
     if cfg.protocol == "otlp":
         from dt_exporter import otlp
 

@@ -27,7 +27,7 @@ from dt_exporter import payload
 from dt_exporter.config import ExporterConfig
 from dt_exporter.delivery import Route, Sender
 from dt_exporter.errors import ConfigError
-from dt_exporter.exporter import _logs_route
+from dt_exporter.exporter import logs_route
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.lines import (
     FORMATS,
@@ -103,7 +103,7 @@ class SendJob:
         # Lines become JSON log objects, so the JSON route even when the exporter uses OTLP.
         self._config = config = replace(config, protocol="json") if (
             config.protocol != "json") else config
-        self._route: Route = _logs_route(config)
+        self._route: Route = logs_route(config)
         self._accounting = Accounting()
         self._encoder = ChunkEncoder(config, self._route.name)
         self._sender = Sender(
