@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import traceback
@@ -52,6 +53,7 @@ class DynatraceEmulator:
         on_record: Callable[[ReceivedRecord], None] | None = None,
         on_event: Callable[[EventKind, dict[str, Any]], None] | None = None,
         max_history: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.env_id = env_id
         self._tokens = TokenStore()
@@ -59,6 +61,8 @@ class DynatraceEmulator:
         self._token = self._tokens.add(token or new_token(), ALL_SCOPES, platform)
         self._port = port
         self._clock = clock
+        #: Serve HTTPS with this server-side context (an ActiveGate with a private CA, say).
+        self.ssl_context = ssl_context
         #: Called in the server's thread for every accepted log record / event.
         self.on_record = on_record
         self.on_event = on_event
@@ -89,6 +93,8 @@ class DynatraceEmulator:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
         server = EmulatorServer(("127.0.0.1", self._port), self)
+        if self.ssl_context is not None:
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -132,7 +138,8 @@ class DynatraceEmulator:
         """The base URL, e.g. `http://127.0.0.1:41241` (no path)."""
         if self._server is None:
             raise RuntimeError("the emulator is not running; use it as a context manager")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
 
     @property
     def port(self) -> int:
