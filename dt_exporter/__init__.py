@@ -5,13 +5,8 @@ from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.config import BridgeConfig, Endpoint, ExporterConfig, Secret
 from dt_exporter.errors import ConfigError, DtExporterError, TransportError
 from dt_exporter.event_model import Event, EventType, InvalidEventError
-from dt_exporter.events import (
-    EventResult,
-    EventRoutingExporter,
-    EventsClient,
-    SecurityEventsClient,
-    SendReceipt,
-)
+from dt_exporter.event_routing import EventRoutingExporter
+from dt_exporter.events import EventResult, EventsClient, SecurityEventsClient, SendReceipt
 from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
 from dt_exporter.setup import DynatraceSetup, setup_dynatrace

@@ -1,5 +1,4 @@
-"""Dynatrace events: the Events API v2 and OpenPipeline custom security events clients, and the
-OpenTelemetry route that sends event records there instead of to log ingest.
+"""Dynatrace events: the Events API v2 and OpenPipeline custom security events clients.
 
 Events take the logs' road from `payload` down: a finished body goes to a `Sender` with its own
 `Route`, and the one retry loop delivers it, backs off, and accounts for it in `stats()`.
@@ -21,26 +20,8 @@ was refused and why); nothing they do raises into the application after construc
 `send_now()` blocks until the answer and returns an `EventResult`. No disk spool: a spool
 directory holds one sender's bodies, and `DT_EXPORTER_SPOOL_DIR` belongs to the log exporter.
 
-`EventRoutingExporter` wraps a `LogRecordExporter`: records whose `event_name` matches a rule of
-`DT_EXPORTER_EVENT_ROUTES` become events, everything else stays a log. The mapping:
-
-| Events API field | from the OpenTelemetry record                                        |
-|------------------|----------------------------------------------------------------------|
-| `eventType`      | the rule (`deployment=events:CUSTOM_DEPLOYMENT`)                      |
-| `title`          | attribute `event.title`, else the event name                          |
-| `startTime`      | `timestamp` (else `observed_timestamp`), in ms                        |
-| `timeout`        | attribute `event.timeout_minutes` (an int)                            |
-| `entitySelector` | attribute `event.entity_selector`                                     |
-| `properties`     | `event.name`; `content` (the body); every other attribute, nested     |
-|                  | mappings as dotted keys, lists as JSON text, None left out; `trace_id`,|
-|                  | `span_id`; `service.name`/`.namespace`/`.version` and                  |
-|                  | `deployment.environment(.name)` from the resource. Then `fit`: values  |
-|                  | as strings, cut to 4,096 characters, keys to 100, at most 100, refused |
-|                  | `dt.*` keys dropped.                                                   |
-
-A security rule (`finding.*=security:my-scanner`) sends the record as one flat JSON object,
-exactly as log ingest would get it: resource and scope attributes, `event.name`, attributes as
-dotted keys, `trace_id`/`span_id`, `content`, `timestamp` (ms) and `loglevel`.
+`event_routing.EventRoutingExporter` sends OpenTelemetry event records here through these
+clients.
 """
 
 from __future__ import annotations
@@ -54,26 +35,18 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-import orjson
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-
 from dt_exporter import payload, responses
 from dt_exporter.config import Compression, ExporterConfig, read_env
 from dt_exporter.delivery import Route, Sender, register_fork_hook
 from dt_exporter.errors import ConfigError, TransportError
 from dt_exporter.event_model import (
     Event,
-    EventRoutes,
     check_endpoint_name,
-    event_from_record,
     fit,
-    security_event_from_record,
     validate,
 )
-from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.limits import EVENTS_MAX_REQUEST_BYTES
-from dt_exporter.mapping import JsonObject, RecordMapper
+from dt_exporter.mapping import JsonObject
 from dt_exporter.payload import Body, Encoding
 from dt_exporter.retry import PERMANENT_MEANING, RETRYABLE_STATUS, Backoff
 from dt_exporter.stats import Accounting, DeliveryStats
@@ -370,7 +343,7 @@ class _IngestClient:
             return EventResult("undelivered", f"gave up after {watch.attempts} attempts "
                                f"(last: {watch.last})", status, truncated=truncated)
         if 200 <= status < 300:
-            ids, statuses = ingest_results(watch.response)
+            ids, statuses = responses.ingest_results(watch.response)
             if statuses and "OK" not in statuses:
                 return EventResult("rejected", "Dynatrace refused the event: "
                                    + ", ".join(sorted(set(statuses))), status, tuple(ids),
@@ -395,14 +368,14 @@ class EventsClient(_IngestClient):
 
     def __init__(self, config: ExporterConfig | None = None, **settings: Any) -> None:
         events = EventSettings.from_env(compression=settings.pop("events_compression", None))
-        cfg = _resolve(config, settings)
+        cfg = resolve_config(config, settings)
         if events.compression == "gzip" and cfg.endpoint.is_oneagent:
             raise ConfigError(EVENTS_COMPRESSION_ENV_VAR,
                               "the OneAgent local endpoint refuses Content-Encoding")
         route = Route(
             name="events", url=cfg.endpoint.events_url, content_type=_JSON, scope=EVENTS_SCOPE,
             split=payload.split_json_array, count=payload.count_json_array,
-            read_rejections=one_event_rejections, authorization=cfg.authorization,
+            read_rejections=responses.one_event_rejections, authorization=cfg.authorization,
         )
         super().__init__(cfg, route, "gzip" if events.compression == "gzip" else "identity")
 
@@ -476,7 +449,7 @@ class SecurityEventsClient(_IngestClient):
     def __init__(self, endpoint_name: str, config: ExporterConfig | None = None,
                  **settings: Any) -> None:
         name = check_endpoint_name(endpoint_name)
-        cfg = _resolve(config, settings)
+        cfg = resolve_config(config, settings)
         if cfg.endpoint.is_oneagent:
             raise ConfigError(
                 "DT_ENDPOINT", "the OneAgent local endpoint has no security-events API; point "
@@ -541,39 +514,13 @@ class SecurityEventsClient(_IngestClient):
         return f"SecurityEventsClient({self.url!r})"
 
 
-def _resolve(config: ExporterConfig | None, settings: Mapping[str, Any]) -> ExporterConfig:
+def resolve_config(config: ExporterConfig | None, settings: Mapping[str, Any]) -> ExporterConfig:
+    """`config` as given, else one from the environment and `settings` (not both)."""
     if config is None:
         return ExporterConfig.from_env(**settings)
     if settings:
         raise ConfigError(", ".join(sorted(settings)), "pass either config= or settings, not both")
     return config
-
-
-def ingest_results(body: bytes) -> tuple[list[str], list[str]]:
-    """Correlation ids and statuses of a 201 `EventIngestResults` body (empty when absent)."""
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return [], []
-    results = parsed.get("eventIngestResults") if isinstance(parsed, dict) else None
-    ids: list[str] = []
-    statuses: list[str] = []
-    for result in results if isinstance(results, list) else []:
-        if isinstance(result, dict):
-            if result.get("correlationId"):
-                ids.append(str(result["correlationId"]))
-            statuses.append(str(result.get("status")))
-    return ids, statuses
-
-
-def one_event_rejections(status: int, body: bytes) -> tuple[int, str]:
-    """`responses.events_rejections` for a body of one event: the event counts as rejected only
-    when none of its reports is `OK` (an entity selector matching two hosts makes two)."""
-    failed, message = responses.events_rejections(status, body)
-    if not failed:
-        return 0, message
-    _, statuses = ingest_results(body)
-    return (0 if "OK" in statuses else 1), message
 
 
 def _key(key: object) -> str:
@@ -605,150 +552,3 @@ def json_safe(value: object, depth: int) -> Any:
         except Exception:  # noqa: S110 - fall through to describe()
             pass
     return describe(value)
-
-
-# -- the OpenTelemetry route ----------------------------------------------------------------------
-
-
-class EventRoutingExporter(LogRecordExporter):
-    """Sends OpenTelemetry event records (`event_name` set and matched by a rule) to the Events
-    API or a security-events endpoint, and every other record to `log_exporter`.
-
-    `routes`: an `EventRoutes`, a `{pattern: destination}` mapping or the string form; default
-    `DT_EXPORTER_EVENT_ROUTES`. The clients use `config` (default: the log exporter's, else the
-    environment with `settings`). `export()` never raises.
-    """
-
-    def __init__(
-        self,
-        log_exporter: LogRecordExporter,
-        routes: EventRoutes | str | Mapping[str, str] | None = None,
-        *,
-        config: ExporterConfig | None = None,
-        **settings: Any,
-    ) -> None:
-        self._logs = log_exporter
-        self._routes = routes if isinstance(routes, EventRoutes) else EventRoutes.from_env(
-            routes=routes)
-        self._lock = threading.Lock()
-        register_fork_hook(self)
-        self._events: EventsClient | None = None
-        self._security: dict[str, SecurityEventsClient] = {}
-        #: one mapper per security endpoint, so each client is charged its own truncations
-        self._mappers: dict[str, tuple[RecordMapper, Counter[str]]] = {}
-        if not self._routes.routes:
-            return
-        compression = settings.pop("events_compression", None)
-        if config is None and not settings and isinstance(log_exporter, DynatraceLogExporter):
-            config = log_exporter.config
-        cfg = _resolve(config, settings)
-        for route in self._routes.routes:
-            if route.target == "events" and self._events is None:
-                self._events = EventsClient(cfg, events_compression=compression)
-            elif route.target == "security" and route.endpoint_name not in self._security:
-                self._security[route.endpoint_name] = SecurityEventsClient(
-                    route.endpoint_name, cfg)
-                cut: Counter[str] = Counter()
-                self._mappers[route.endpoint_name] = (RecordMapper(cfg.limits, cut), cut)
-
-    def after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-
-    @property
-    def routes(self) -> EventRoutes:
-        return self._routes
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        try:
-            return self._export(batch)
-        except Exception:  # never into the application
-            _log.exception("dt_exporter: unexpected error in EventRoutingExporter.export()")
-            return LogRecordExportResult.FAILURE
-
-    def _export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if not self._routes.routes:
-            return self._logs.export(batch)
-        logs: list[ReadableLogRecord] = []
-        events: list[Event] = []
-        security: dict[str, list[JsonObject]] = {name: [] for name in self._security}
-        unmappable: Counter[str] = Counter()
-        with self._lock:  # the mappers are not thread-safe
-            for record in batch:
-                route = self._routes.route_for(record.log_record.event_name)
-                if route is None:
-                    logs.append(record)
-                    continue
-                try:
-                    if route.target == "events":
-                        events.append(event_from_record(record, route.event_type))
-                    else:
-                        mapper, _ = self._mappers[route.endpoint_name]
-                        security[route.endpoint_name].append(
-                            security_event_from_record(record, mapper))
-                except Exception:
-                    _log.exception("dt_exporter: could not map an event record; dropped")
-                    unmappable[route.destination] += 1
-            truncated = {name: _take(cut) for name, (_, cut) in self._mappers.items()}
-        if self._events is not None:
-            if events:
-                self._events.send(events)
-            lost = sum(n for dest, n in unmappable.items() if dest.startswith("events:"))
-            if lost:
-                self._events._count_unsendable("unmappable", lost)
-        for name, client in self._security.items():
-            if security[name]:
-                client._send_objects(security[name], truncated[name])
-            if unmappable[f"security:{name}"]:
-                client._count_unsendable("unmappable", unmappable[f"security:{name}"])
-        return self._logs.export(logs) if logs else LogRecordExportResult.SUCCESS
-
-    def _clients(self) -> list[_IngestClient]:
-        clients: list[_IngestClient] = [] if self._events is None else [self._events]
-        return [*clients, *self._security.values()]
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        deadline = time.monotonic() + timeout_millis / 1000
-        flushed = all([client.flush(_left(deadline)) for client in self._clients()])
-        left_ms = int(_left(deadline) * 1000)
-        return self._logs.force_flush(left_ms) and flushed
-
-    def shutdown(self, timeout_millis: int | None = None) -> None:
-        """Shut the event clients down, then the log exporter, within one deadline."""
-        clients = self._clients()
-        if timeout_millis is None:
-            timeout_s = max((c.config.shutdown_timeout_s for c in clients), default=5.0)
-        else:
-            timeout_s = timeout_millis / 1000
-        deadline = time.monotonic() + timeout_s
-        for client in clients:
-            client.shutdown(_left(deadline))
-        if isinstance(self._logs, DynatraceLogExporter):
-            self._logs.shutdown(int(_left(deadline) * 1000))
-        else:
-            self._logs.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
-
-    def stats(self) -> dict[str, DeliveryStats]:
-        """Delivery stats per destination: `logs` (when the log exporter keeps them),
-        `events`, `security:<endpoint>`."""
-        out: dict[str, DeliveryStats] = {}
-        logs_stats = getattr(self._logs, "stats", None)
-        if callable(logs_stats):
-            out["logs"] = logs_stats()
-        if self._events is not None:
-            out["events"] = self._events.stats()
-        for name, client in self._security.items():
-            out[f"security:{name}"] = client.stats()
-        return out
-
-    def __repr__(self) -> str:
-        return f"EventRoutingExporter({self._logs!r}, routes={str(self._routes)!r})"
-
-
-def _take(counter: Counter[str]) -> Counter[str]:
-    taken = Counter(counter)
-    counter.clear()
-    return taken
-
-
-def _left(deadline: float) -> float:
-    return max(deadline - time.monotonic(), 0.0)

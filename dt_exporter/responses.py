@@ -4,7 +4,9 @@
   messages do not give a count in a fixed format (UNCONFIRMED), so we read the record indexes the
   message lists after its last colon, if any. A "too nested" message names records that were
   ingested with their deepest keys removed: those are not rejections.
-- Events API v2, 201 `EventIngestResults`: every result whose status is not `OK` is a rejection.
+- Events API v2, 201 `EventIngestResults`: every result whose status is not `OK` is a rejection;
+  for a body of one event (`one_event_rejections`), the event is rejected only when none of its
+  reports is `OK`.
 """
 
 from __future__ import annotations
@@ -36,13 +38,40 @@ def logs_json_rejections(status: int, body: bytes) -> tuple[int, str]:
     return len(_INDEXES.findall(listed)), message
 
 
-def events_rejections(status: int, body: bytes) -> tuple[int, str]:
+def ingest_results(body: bytes) -> tuple[list[str], list[str]]:
+    """Correlation ids and statuses of a 201 `EventIngestResults` body (empty when absent)."""
     parsed = _parse(body)
     results = parsed.get("eventIngestResults") if isinstance(parsed, dict) else None
-    if not isinstance(results, list):
-        return 0, ""
-    failed = [r.get("status") for r in results if isinstance(r, dict) and r.get("status") != "OK"]
-    return len(failed), ", ".join(sorted({str(s) for s in failed}))
+    ids: list[str] = []
+    statuses: list[str] = []
+    for result in results if isinstance(results, list) else []:
+        if isinstance(result, dict):
+            if result.get("correlationId"):
+                ids.append(str(result["correlationId"]))
+            statuses.append(str(result.get("status")))
+    return ids, statuses
+
+
+def _not_ok(statuses: list[str]) -> tuple[list[str], str]:
+    """The statuses that are not `OK`, and the message naming them (sorted, once each)."""
+    failed = [s for s in statuses if s != "OK"]
+    return failed, ", ".join(sorted(set(failed)))
+
+
+def events_rejections(status: int, body: bytes) -> tuple[int, str]:
+    _, statuses = ingest_results(body)
+    failed, message = _not_ok(statuses)
+    return len(failed), message
+
+
+def one_event_rejections(status: int, body: bytes) -> tuple[int, str]:
+    """`events_rejections` for a body of one event: the event counts as rejected only when none
+    of its reports is `OK` (an entity selector matching two hosts makes two)."""
+    _, statuses = ingest_results(body)
+    failed, message = _not_ok(statuses)
+    if not failed:
+        return 0, message
+    return (0 if "OK" in statuses else 1), message
 
 
 def nothing_rejected(status: int, body: bytes) -> tuple[int, str]:

@@ -17,7 +17,8 @@ from opentelemetry.sdk.resources import Resource
 from dt_exporter import DeliveryStats, DynatraceLogExporter
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import Event, EventType
-from dt_exporter.events import EventRoutingExporter, EventsClient, SecurityEventsClient
+from dt_exporter.event_routing import EventRoutingExporter
+from dt_exporter.events import EventsClient, SecurityEventsClient
 from dt_exporter.testing import DynatraceEmulator, Reply
 
 FAST: dict[str, Any] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}

@@ -27,9 +27,10 @@ from dt_exporter.event_model import (
     security_event_from_record,
     validate,
 )
-from dt_exporter.events import EventSettings, ingest_results, json_safe, one_event_rejections
+from dt_exporter.events import EventSettings, json_safe
 from dt_exporter.limits import GRAIL
 from dt_exporter.mapping import RecordMapper
+from dt_exporter.responses import ingest_results, one_event_rejections
 
 MARKER = "[TRUNCATED]"
 NOW_MS = 1_700_000_000_000
