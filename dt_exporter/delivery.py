@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dt_exporter.buffer import BodyQueue
+from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import TransportError
 from dt_exporter.limits import MAX_RECORD_AGE_NS
 from dt_exporter.payload import Body, compress, decompress
@@ -97,6 +98,34 @@ class Sender:
         register_fork_hook(self)
         if spool is not None:
             self._recover(spool)
+
+    @classmethod
+    def for_config(
+        cls,
+        config: ExporterConfig,
+        route: Route,
+        accounting: Accounting,
+        *,
+        new_transport: Callable[[], Transport] | None = None,
+        max_queue_bytes: int | None = None,
+        spool: Spool | None = None,
+    ) -> Sender:
+        """A sender for one route with the timeouts, TLS, queue bound and backoff of `config`."""
+
+        def transport() -> Transport:
+            return Transport(timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
+                             verify=not config.insecure_skip_tls_verify)
+
+        return cls(
+            {route.name: route},
+            new_transport or transport,
+            accounting,
+            max_queue_bytes=config.max_queue_bytes if max_queue_bytes is None else max_queue_bytes,
+            backoff=Backoff(config.backoff_initial_s, config.backoff_max_s),
+            max_elapsed_s=config.retry_max_elapsed_s,
+            gzip_level=config.gzip_level,
+            spool=spool,
+        )
 
     def _recover(self, spool: Spool) -> None:
         """Queue what earlier processes left in the spool (at least once: maybe duplicates)."""

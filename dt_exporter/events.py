@@ -48,7 +48,7 @@ from dt_exporter.event_model import (
 from dt_exporter.limits import EVENTS_MAX_REQUEST_BYTES
 from dt_exporter.mapping import JsonObject
 from dt_exporter.payload import Body, Encoding
-from dt_exporter.retry import PERMANENT_MEANING, RETRYABLE_STATUS, Backoff
+from dt_exporter.retry import PERMANENT_MEANING, RETRYABLE_STATUS
 from dt_exporter.stats import Accounting, DeliveryStats
 from dt_exporter.text import bytes_to_text, describe, float_to_json, json_dumps
 from dt_exporter.transport import Response, Transport
@@ -230,16 +230,11 @@ class _IngestClient:
         self._shut_down = False
         self._attempts = _AttemptLog(route)
         attempts = self._attempts
-        self._sender = Sender(
-            {route.name: route},
-            lambda: _ObservedTransport(attempts, timeout_s=config.timeout_s,
-                                       ca_bundle=config.ca_bundle,
-                                       verify=not config.insecure_skip_tls_verify),
-            self._accounting,
-            max_queue_bytes=config.max_queue_bytes,
-            backoff=Backoff(config.backoff_initial_s, config.backoff_max_s),
-            max_elapsed_s=config.retry_max_elapsed_s,
-            gzip_level=config.gzip_level,
+        self._sender = Sender.for_config(
+            config, route, self._accounting,
+            new_transport=lambda: _ObservedTransport(
+                attempts, timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
+                verify=not config.insecure_skip_tls_verify),
         )
         register_fork_hook(self)
 

@@ -23,10 +23,8 @@ from dt_exporter.errors import ConfigError
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import RecordMapper
 from dt_exporter.payload import Body, Encoding
-from dt_exporter.retry import Backoff
 from dt_exporter.spool import Spool
 from dt_exporter.stats import Accounting, DeliveryStats
-from dt_exporter.transport import Transport
 
 _log = logging.getLogger(__name__)
 #: Log records from these instrumentation scopes are our own; shipping them would loop.
@@ -67,15 +65,8 @@ class DynatraceLogExporter(LogRecordExporter):
         self._mapper = RecordMapper(cfg.limits, self._truncations)
         self._encoding: Encoding = "gzip" if cfg.compression == "gzip" else "identity"
         self._route = logs_route(cfg)
-        self._sender = Sender(
-            {self._route.name: self._route},
-            lambda: Transport(timeout_s=cfg.timeout_s, ca_bundle=cfg.ca_bundle,
-                              verify=not cfg.insecure_skip_tls_verify),
-            self._accounting,
-            max_queue_bytes=cfg.max_queue_bytes,
-            backoff=Backoff(cfg.backoff_initial_s, cfg.backoff_max_s),
-            max_elapsed_s=cfg.retry_max_elapsed_s,
-            gzip_level=cfg.gzip_level,
+        self._sender = Sender.for_config(
+            cfg, self._route, self._accounting,
             spool=Spool(cfg.spool_dir, cfg.spool_max_bytes) if cfg.spool_dir else None,
         )
 

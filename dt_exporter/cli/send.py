@@ -39,9 +39,7 @@ from dt_exporter.lines import (
 )
 from dt_exporter.mapping import JsonObject, RecordMapper
 from dt_exporter.payload import Body, Encoding
-from dt_exporter.retry import Backoff
 from dt_exporter.stats import Accounting, DeliveryStats
-from dt_exporter.transport import Transport
 
 #: The CLI waits for queue room instead of evicting; a small queue keeps memory flat (the
 #: exporter's default of 64 MB buys nothing when the producer can wait).
@@ -106,16 +104,10 @@ class SendJob:
         self._route: Route = logs_route(config)
         self._accounting = Accounting()
         self._encoder = ChunkEncoder(config, self._route.name)
-        self._sender = Sender(
-            {self._route.name: self._route},
-            lambda: Transport(timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
-                              verify=not config.insecure_skip_tls_verify),
-            self._accounting,
+        self._sender = Sender.for_config(
+            config, self._route, self._accounting,
             max_queue_bytes=max(min(config.max_queue_bytes, QUEUE_BYTES),
                                 config.max_request_bytes + 65_536),
-            backoff=Backoff(config.backoff_initial_s, config.backoff_max_s),
-            max_elapsed_s=config.retry_max_elapsed_s,
-            gzip_level=config.gzip_level,
         )
         self._progress = progress
         self._started = time.monotonic()
