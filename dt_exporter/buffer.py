@@ -34,10 +34,8 @@ class BodyQueue:
         evicted: list[Body] = []
         with self._ready:
             if wait_s > 0:
-                self._ready.wait_for(
-                    lambda: not self._bodies or self._bytes + body.size <= self.max_bytes, wait_s
-                )
-            while self._bytes + body.size > self.max_bytes and self._bodies:
+                self._ready.wait_for(lambda: self._has_room(body.size), wait_s)
+            while not self._has_room(body.size):
                 old = self._bodies.popleft()
                 self._bytes -= old.size
                 self._records -= old.records
@@ -52,9 +50,11 @@ class BodyQueue:
         """Block until `size` more bytes fit, without queueing anything; False on timeout.
         (For a producer that wants to stay interruptible between short waits.)"""
         with self._ready:
-            return self._ready.wait_for(
-                lambda: not self._bodies or self._bytes + size <= self.max_bytes, timeout
-            )
+            return self._ready.wait_for(lambda: self._has_room(size), timeout)
+
+    def _has_room(self, size: int) -> bool:
+        """`size` more bytes fit (an empty queue always takes one body). Call under the lock."""
+        return not self._bodies or self._bytes + size <= self.max_bytes
 
     def put_front(self, bodies: list[Body]) -> None:
         """Return bodies to the head of the queue (split halves, unsent work), ignoring the bound:
