@@ -1,6 +1,6 @@
 """Shared by the benchmarks: the reference records and a loopback sink in its own process.
 
-Records follow ../shared/reference/opentelemetry-python.md section 6: genuine SDK records made
+Records follow one fixed recipe, the same for every benchmark: genuine SDK records made
 through Logger.emit, a 120-character body, 6 attributes (4 str, 1 int, 1 float), a severity
 mix, a random trace and span id each, and the reference resource.
 """

@@ -1,6 +1,6 @@
 """dt_exporter.otlp.encode_log_requests against the official OTLP encoder, in one run.
 
-Records: `_common.make_records`, the reference recipe (shared/reference/opentelemetry-python.md,
+Records: `_common.make_records`, the reference recipe (see `_common`'s docstring,
 section 6), cut into batches of 512 as the BLRP makes them. The two encoders take turns, so load
 on the machine hits both alike.
 

@@ -1,6 +1,6 @@
 """Dynatrace's documented ingest limits, as client-side profiles.
 
-Sources (see ../shared/reference/dynatrace-ingest-api.md, section 2):
+Sources (Dynatrace documentation):
 - Grail / Log Management and Analytics:
   https://docs.dynatrace.com/docs/analyze-explore-automate/logs/lma-limits
 - Log Monitoring Classic:

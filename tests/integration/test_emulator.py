@@ -24,7 +24,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 import dt_exporter.testing
 from dt_exporter.testing import DynatraceEmulator, ReceivedRecord, Reply
 
-FLUENT_BIT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "fluent-bit-5.1.1"
+FLUENT_BIT = Path(__file__).resolve().parents[1] / "fixtures" / "fluent-bit-5.1.1"
 JSON = "application/json; charset=utf-8"
 PROTOBUF = "application/x-protobuf"
 LOGS = "/api/v2/logs/ingest"

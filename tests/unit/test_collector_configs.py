@@ -3,7 +3,7 @@
 What is checked is what collector-config/README.md promises: the Dynatrace endpoints, the token
 only ever as an environment placeholder, batches under Dynatrace's limits, bounded retries that
 end well before Dynatrace's 24 h age limit, disk-backed queues, TLS verification, and agreement
-with the settings a real Fluent Bit 5.1.1 used (shared/fixtures/fluent-bit-5.1.1/).
+with the settings a real Fluent Bit 5.1.1 used (tests/fixtures/fluent-bit-5.1.1/).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
 OTELCOL_DIR = CONFIG_DIR / "otelcol"
 FLUENT_BIT_DIR = CONFIG_DIR / "fluent-bit"
-# CI clones main with shared/ beside it; so does every developer checkout.
-FIXTURES_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "fluent-bit-5.1.1"
+# Real Fluent Bit 5.1.1 captures, kept in the repository (provenance: tests/fixtures/.../README.md).
+FIXTURES_DIR = REPO / "tests" / "fixtures" / "fluent-bit-5.1.1"
 
 OTELCOL_FILES = sorted(OTELCOL_DIR.glob("*.yaml"))
 FLUENT_BIT_FILES = sorted([*FLUENT_BIT_DIR.glob("*.conf"), *FLUENT_BIT_DIR.glob("*.yaml")])
@@ -194,8 +194,7 @@ def output_of(config: FluentBitConfig, plugin: str) -> Props:
 def fixtures_dir() -> Path:
     if not FIXTURES_DIR.is_dir():
         pytest.fail(
-            f"Fluent Bit fixtures not found at {FIXTURES_DIR}: the shared/ directory must sit "
-            "beside the repository checkout (CI clones main with shared/ next to it)"
+            f"Fluent Bit fixtures not found at {FIXTURES_DIR}: they ship with the repository"
         )
     return FIXTURES_DIR
 
@@ -644,7 +643,7 @@ def test_fluent_bit_opentelemetry_output_targets_otlp_logs() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Agreement with what a real Fluent Bit 5.1.1 sent (shared/fixtures/fluent-bit-5.1.1/)
+# Agreement with what a real Fluent Bit 5.1.1 sent (tests/fixtures/fluent-bit-5.1.1/)
 # --------------------------------------------------------------------------------------------
 
 #: Settings that name the stand-in's address, not how Dynatrace is spoken to.
