@@ -3,8 +3,13 @@
 Classification follows Dynatrace's documented response codes for the ingest APIs
 (https://docs.dynatrace.com/docs/dynatrace-api/environment-api/log-monitoring-v2/post-ingest-logs):
 429/502/503/504 are retryable with exponential backoff; 413 asks for a smaller body; 200 is a
-partial success; 400/401/402/403/404/501 are permanent. Other 5xx are retried as well (the
-Logstash plugin by Dynatrace R&D retries 500); other 4xx and unexpected 3xx are permanent.
+partial success; 400/401/402/403/404/501 are permanent. 500 is retried as well (the Logstash
+plugin by Dynatrace R&D retries it), and so is 408 (RFC 9110: the server timed out waiting for the
+request; nothing was taken). 407 comes from a forward proxy, not from Dynatrace: permanent, with
+a meaning that points at the proxy credentials. Other 4xx and unexpected 3xx are permanent.
+
+Backoff has a floor: no wait is ever shorter than the initial backoff, whatever the server's
+Retry-After says (0, or an HTTP-date in the past, would otherwise be a hot loop).
 """
 
 from __future__ import annotations
@@ -44,10 +49,14 @@ PERMANENT_MEANING: Final[dict[int, str]] = {
     403: "the token lacks the scope this endpoint needs",
     404: "no such endpoint here (an ActiveGate without the log module, a wrong path or host)",
     405: "the endpoint does not take POST",
+    407: (
+        "proxy authentication required: check the credentials in "
+        "DT_EXPORTER_PROXY/HTTPS_PROXY"
+    ),
     415: "the endpoint does not accept this content type",
     501: "not available on this environment (Classic: indexed log storage is not enabled)",
 }
-RETRYABLE_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 SUCCESS_STATUS: Final = frozenset({201, 202, 204})
 
 
@@ -89,20 +98,33 @@ def parse_retry_after(value: str | None, now_epoch_s: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with jitter: attempt n waits initial * 2**(n-1), capped, then
-    randomised into [50 %, 100 %] of that (so synchronised clients spread out)."""
+    """Exponential backoff with jitter and a floor.
+
+    Attempt n waits initial * 2**(n-1), capped at max_s, then randomised into [50 %, 100 %] of
+    that (so synchronised clients spread out), and never less than initial_s: the floor. With
+    the default 50 % jitter the first retry therefore waits exactly initial_s, the second
+    [1, 2] * initial_s, and so on.
+    """
 
     initial_s: float = 1.0
     max_s: float = 30.0
     jitter: float = 0.5
 
-    def delay(self, attempt: int, rng: random.Random, retry_after_s: float | None = None) -> float:
-        """Seconds to wait before retry number `attempt` (1-based).
+    @property
+    def floor_s(self) -> float:
+        """The shortest wait delay() ever returns."""
+        return self.initial_s
 
-        A server's Retry-After wins over our own schedule (it may be longer than max_s: the
-        caller's deadline caps it).
+    def delay(self, attempt: int, rng: random.Random, retry_after_s: float | None = None) -> float:
+        """Seconds to wait before retry number `attempt` (1-based); never below `floor_s`.
+
+        A server's Retry-After wins over our own schedule, raised to the floor when shorter
+        (`Retry-After: 0` or a date in the past). It may be longer than max_s: the caller caps
+        it by the time left in its retry budget.
         """
         if retry_after_s is not None:
+            if not retry_after_s >= self.floor_s:  # also catches NaN
+                return self.floor_s
             return retry_after_s
         base = min(self.max_s, self.initial_s * 2.0 ** min(attempt - 1, 32))
-        return base * (1.0 - self.jitter * rng.random())
+        return max(self.floor_s, base * (1.0 - self.jitter * rng.random()))
