@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import pytest
@@ -170,26 +170,69 @@ def test_gzip_stream_reads_like_the_plain_file() -> None:
     assert items == read_all(data).items
 
 
+MAY_1: Final = 1_714_521_600_000  # 2024-05-01T00:00:00Z in ms
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (1_714_521_600, 1_714_521_600_000),  # seconds
-        (1_714_521_600.25, 1_714_521_600_250),  # fractional seconds
-        (1_714_521_600_000, 1_714_521_600_000),  # milliseconds
-        (1_714_521_600_000_000, 1_714_521_600_000),  # microseconds
-        ("1714521600000", 1_714_521_600_000),
-        ("2024-05-01T00:00:00Z", 1_714_521_600_000),
-        ("2024-05-01T02:00:00.5+02:00", 1_714_521_600_500),
-        ("2024-05-01T00:00:00", 1_714_521_600_000),  # no zone: UTC
-        (10**19, None),  # nanoseconds: Dynatrace cannot read them
+        (1_714_521_600, MAY_1),  # seconds
+        (1_714_521_600.25, MAY_1 + 250),  # fractional seconds
+        (1_714_521_600.123, MAY_1 + 123),  # read as printed, not as its binary 122.99999...
+        (1_714_521_600_000, MAY_1),  # milliseconds
+        (1_714_521_600_000_000, MAY_1),  # microseconds
+        (1_714_521_600_000_000_000, MAY_1),  # nanoseconds
+        (100_000_000_000, 100_000_000_000_000),  # the top of seconds ...
+        (100_000_000_001, 100_000_000_001),  # ... and the bottom of milliseconds
+        (100_000_000_000_000, 100_000_000_000_000),  # the top of milliseconds
+        (100_000_000_000_001, 100_000_000_000),  # the bottom of microseconds (floored)
+        (9_999_999_999_999_999, 9_999_999_999_999),  # the top of microseconds
+        (10_000_000_000_000_000, 10_000_000_000),  # the bottom of nanoseconds
+        (2**63 - 1, (2**63 - 1) // 1_000_000),  # the top of nanoseconds (int64)
+        (2**63, None),  # beyond int64 nanoseconds
+        (-86_400, -86_400_000),  # before 1970: seconds
+        (-100_000_000_001, None),
+        ("1714521600000", MAY_1),
+        ("1714521600", MAY_1),
+        ("1714521600.5", MAY_1 + 500),
+        ("1714521600000000000", MAY_1),
+        (" 1714521600 ", MAY_1),
+        ("1.7145216e9", None),  # no exponent in text
+        ("1_714_521_600", None),  # float() reads this; Dynatrace does not
+        ("+1714521600", None),
+        ("2024-05-01T00:00:00Z", MAY_1),
+        ("2024-05-01t00:00:00z", MAY_1),
+        ("2024-05-01T02:00:00.5+02:00", MAY_1 + 500),
+        ("2024-05-01T02:00:00.5+0200", MAY_1 + 500),
+        ("2024-05-01T02:00:00+02", MAY_1),
+        ("2024-04-30T22:00:00-02:00", MAY_1),
+        ("2024-05-01 00:00:00 +0000", MAY_1),
+        ("2024-05-01 00:00:00,250", MAY_1 + 250),
+        ("2024-04-30T23:59:49.5Z", MAY_1 - 10_500),  # the issue's line: 3.10 missed it
+        ("2024-05-01T00:00:00.1234567891234Z", MAY_1 + 123),  # any length; cut, not rounded
+        ("2024-05-01T00:00:00.9999999Z", MAY_1 + 999),
+        ("2024-05-01T00:00", MAY_1),
+        ("2024-05-01", MAY_1),  # a date alone: its midnight UTC
+        ("2024-05-01T00:00:00", MAY_1),  # no zone: UTC
+        ("2024-02-30T00:00:00Z", None),
+        ("2024-05-01T24:00:00Z", None),
+        ("2024-05-01T23:59:60Z", None),
+        ("2024-05-01T00:00:00+24:00", None),
+        ("2024-05-01T00:00:00+02:60", None),
+        ("2024W181", None),  # fromisoformat reads these from 3.11 on; no log writes them
+        ("2024-05-01T00", None),
+        ("2024-05-01Z", None),
         ("yesterday", None),
+        ("", None),
         (True, None),
         (float("nan"), None),
+        (float("inf"), None),
         (None, None),
+        ([1_714_521_600], None),
     ],
 )
 def test_parse_timestamp(value: object, expected: int | None) -> None:
-    """Timestamps read as Dynatrace reads them (epoch by size, ISO 8601)."""
+    """Timestamps read the same on every Python: ISO 8601, epoch s/ms/µs/ns told apart by size."""
     assert parse_timestamp(value) == expected
 
 
