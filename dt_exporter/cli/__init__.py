@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import sys
 from collections.abc import Sequence
 from typing import Final
+
+from dt_exporter._version import __version__
 
 #: subcommand -> (module under dt_exporter.cli, its one-line help for `dt-exporter --help`).
 #: Only the module of the command being run is imported, so `dt-exporter send` never pays for
@@ -41,6 +44,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="dt-exporter",
         description="Ship OpenTelemetry data to Dynatrace, or emulate Dynatrace locally.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if name == command:
@@ -48,6 +52,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         else:
             subparsers.add_parser(name, help=help_text)
     return parser
+
+
+def version_text() -> str:
+    """What `dt-exporter --version` prints: the package version and the Python running it (the
+    two facts a bug report needs first)."""
+    return f"dt-exporter {__version__} (Python {platform.python_version()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
+import platform
 import subprocess
 import sys
 
 import pytest
 
-from dt_exporter.cli import COMMANDS, build_parser, chosen_command, main
+from dt_exporter.cli import COMMANDS, build_parser, chosen_command, main, version_text
 
 
 def _parser_from_every_module() -> argparse.ArgumentParser:
@@ -19,6 +21,7 @@ def _parser_from_every_module() -> argparse.ArgumentParser:
         prog="dt-exporter",
         description="Ship OpenTelemetry data to Dynatrace, or emulate Dynatrace locally.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, _) in COMMANDS.items():
         importlib.import_module(module_name).add_parser(subparsers, name)
@@ -84,3 +87,24 @@ def test_python_dash_m_help_still_works():
                               capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("usage: dt-exporter")
+
+
+def test_version_names_the_installed_version_and_the_python():
+    """`dt-exporter --version` prints the version the package is installed as (pyproject's,
+    read from dt_exporter/_version.py) and the Python running it, exits 0, imports no command."""
+    code = (
+        "import json, sys\n"
+        "from dt_exporter.cli import main\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    first, modules = done.stdout.splitlines()[0], set(json.loads(done.stdout.splitlines()[-1]))
+    installed = importlib.metadata.version("dt_exporter")
+    assert first == f"dt-exporter {installed} (Python {platform.python_version()})"
+    assert first == version_text()
+    assert not {m for m in modules if m.startswith("dt_exporter.cli.")}
