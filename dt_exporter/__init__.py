@@ -1,5 +1,6 @@
 """dt_exporter: ship OpenTelemetry data to Dynatrace, fast and without losing it."""
 
+from dt_exporter._enrichment import DynatraceResourceDetector
 from dt_exporter._version import __version__
 from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.config import BridgeConfig, Endpoint, ExporterConfig, Secret
@@ -20,6 +21,7 @@ __all__ = [
     "DeliveryStats",
     "DtExporterError",
     "DynatraceLogExporter",
+    "DynatraceResourceDetector",
     "DynatraceSetup",
     "Endpoint",
     "Event",

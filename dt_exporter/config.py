@@ -178,6 +178,19 @@ def read_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
+def windows_program_data(env: Mapping[str, str] | None = None) -> str | None:
+    """`%ProgramData%` (Windows' enrichment files live under it), or None when unset."""
+    return read_env("ProgramData", env) or read_env("PROGRAMDATA", env)
+
+
+def enrichment_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """`DT_EXPORTER_ENRICHMENT` (default true): read Dynatrace's enrichment files at all.
+
+    Raises `ConfigError` on a value that is not a boolean."""
+    raw = read_env("DT_EXPORTER_ENRICHMENT", env)
+    return True if raw is None else parse_bool("DT_EXPORTER_ENRICHMENT", raw)
+
+
 def parse_bool(setting: str, raw: object) -> bool:
     if isinstance(raw, bool):
         return raw

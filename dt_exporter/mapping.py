@@ -105,11 +105,22 @@ class RecordMapper:
     """Maps records to Dynatrace objects; caches the flattened resource and scope per batch run.
 
     Not thread-safe: one mapper per exporter, used under the exporter's export lock.
+
+    `enrichment` (Dynatrace's entity attributes, `dt_exporter._enrichment`) is merged under
+    every record's resource attributes: the resource's own value wins a clash, and enrichment
+    keys come after the resource's (a resource over the attribute budget loses them
+    first). None or empty: no merge.
     """
 
-    def __init__(self, limits: LimitProfile, truncations: Counter[str]) -> None:
+    def __init__(
+        self,
+        limits: LimitProfile,
+        truncations: Counter[str],
+        enrichment: Mapping[str, Any] | None = None,
+    ) -> None:
         self.limits = limits
         self.truncations = truncations
+        self._enrichment = enrichment or None
         self._base_cache: dict[tuple[int, int], _Base] = {}
         self.known_keys: dict[object, str] = {}
         self._last_base = _Base(None, None, {}, Counter())
@@ -117,6 +128,19 @@ class RecordMapper:
         self._value_chars = limits.max_value_bytes // 4
         self._key_chars = limits.max_key_bytes // 4
         self._content_chars = limits.max_content_bytes // 4
+
+    @property
+    def enrichment(self) -> Mapping[str, Any] | None:
+        return self._enrichment
+
+    @enrichment.setter
+    def enrichment(self, value: Mapping[str, Any] | None) -> None:
+        """Replace the enrichment (after a fork, say); cheap when it is the same object."""
+        value = value or None
+        if value is not self._enrichment:
+            self._enrichment = value
+            self._base_cache.clear()
+            self._last_base = _Base(None, None, {}, Counter())
 
     def map_object(self, source: Mapping[str, Any]) -> JsonObject:
         """An already-Dynatrace-shaped object (a JSON log line): keys and values limited and
@@ -198,7 +222,13 @@ class RecordMapper:
         counting, self.truncations = self.truncations, Counter()
         try:
             base: JsonObject = {}
-            self._add_attributes(base, resource.attributes)
+            attributes: Mapping[str, Any] = resource.attributes
+            enrichment = self._enrichment
+            if enrichment:
+                extra = {k: v for k, v in enrichment.items() if k not in attributes}
+                if extra:
+                    attributes = {**attributes, **extra}
+            self._add_attributes(base, attributes)
             if scope is not None:
                 base["otel.scope.name"] = self._text(scope.name)
                 if scope.version:

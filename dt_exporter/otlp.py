@@ -638,15 +638,17 @@ class _Encoder:
     # -- batch ------------------------------------------------------------------------------
 
     def group(
-        self, records: Iterable[ReadableLogRecord], truncations: _Counts, dropped: _Counts
+        self, records: Iterable[ReadableLogRecord], truncations: _Counts, dropped: _Counts,
+        enrich: Callable[[object], object] | None = None,
     ) -> list[_ResourceGroup]:
-        """Encode each record into its resource and scope group, in first-seen order."""
+        """Encode each record into its resource and scope group, in first-seen order (each
+        resource passed through `enrich` first, when given)."""
         groups: list[_ResourceGroup] = []
         by_id: dict[int, _ResourceGroup] = {}
         by_value: dict[object, _ResourceGroup] = {}
         for record in records:
             try:
-                resource = record.resource
+                resource = record.resource if enrich is None else enrich(record.resource)
                 resource_group = by_id.get(id(resource))
                 if resource_group is None:
                     resource_group = self._resource_group(
@@ -708,6 +710,63 @@ class _Encoder:
         return group
 
 
+class _MergedResource:
+    """A resource with enrichment merged under its attributes. Equal when the sources are
+    equal (one `_Enriched` makes them all from one enrichment), so grouping by value holds."""
+
+    __slots__ = ("attributes", "schema_url", "source")
+
+    def __init__(self, source: object, attributes: dict[Any, Any]) -> None:
+        self.source = source
+        self.attributes = attributes
+        self.schema_url = getattr(source, "schema_url", "")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _MergedResource) and bool(self.source == other.source)
+
+    def __hash__(self) -> int:
+        return hash(self.source)
+
+
+class _Enriched:
+    """Merges one enrichment under resources; the merged objects are cached by the source's
+    identity across calls, so the encoder's header cache (also by identity) keeps hitting."""
+
+    _MAX: Final = 64
+
+    def __init__(self, enrichment: Mapping[str, Any]) -> None:
+        self.enrichment = enrichment  # kept alive so that its id() cannot be reused while cached
+        self._merged: dict[int, tuple[object, object]] = {}
+
+    def __call__(self, resource: object) -> object:
+        hit = self._merged.get(id(resource))
+        if hit is not None and hit[0] is resource:
+            return hit[1]
+        attributes = getattr(resource, "attributes", None)
+        mapping: Mapping[Any, Any] = (
+            attributes._dict if type(attributes) is BoundedAttributes
+            else attributes if isinstance(attributes, Mapping) else {}
+        )
+        extra = {k: v for k, v in self.enrichment.items() if k not in mapping}
+        merged = _MergedResource(resource, {**mapping, **extra}) if extra else resource
+        if len(self._merged) >= self._MAX:
+            self._merged.clear()
+        self._merged[id(resource)] = (resource, merged)
+        return merged
+
+
+_ENRICHED: dict[int, _Enriched] = {}
+
+
+def _enriched_for(enrichment: Mapping[str, Any]) -> _Enriched:
+    enriched = _ENRICHED.get(id(enrichment))
+    if enriched is None or enriched.enrichment is not enrichment:
+        if len(_ENRICHED) >= _MAX_ENCODERS:
+            _ENRICHED.clear()
+        enriched = _ENRICHED[id(enrichment)] = _Enriched(enrichment)
+    return enriched
+
+
 _ENCODERS: dict[LimitProfile, _Encoder] = {}
 _MAX_ENCODERS: Final = 8
 
@@ -732,13 +791,17 @@ def encode_log_requests(
     max_records: int = 50_000,
     truncations: collections.Counter[str],
     dropped: collections.Counter[str],
+    enrichment: Mapping[str, Any] | None = None,
 ) -> list[OtlpRequest]:
     """Encode `records` into as few requests as fit `max_request_bytes` and `max_records`.
 
     Cuts made to fit `profile` are added to `truncations` by reason; records left out are added
     to `dropped` by reason ("record_too_large", "unencodable"). Never raises on bad values.
+    `enrichment` (Dynatrace's entity attributes) goes under each resource's attributes: the
+    resource's own value wins a clash; its keys follow the resource's. None or empty: no merge.
     """
-    groups = _encoder_for(profile).group(records, truncations, dropped)
+    enrich = _enriched_for(enrichment) if enrichment else None
+    groups = _encoder_for(profile).group(records, truncations, dropped, enrich)
     builder = _RequestBuilder(max_request_bytes, max_records)
     for resource_group in groups:
         for scope_group in resource_group.scopes:

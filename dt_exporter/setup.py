@@ -6,8 +6,10 @@
 
 Creates a LoggerProvider with a BatchLogRecordProcessor around `DynatraceLogExporter`, a
 TracerProvider carrying the `SpanEventBridge`, and (optionally) a stdlib logging handler on the
-root logger. Unlike `DynatraceLogExporter()`, bad configuration raises `ConfigError` here: setup
-code is the place to fail loudly.
+root logger. The resource gets Dynatrace's enrichment files merged under it (see
+`dt_exporter._enrichment`; off with `DT_EXPORTER_ENRICHMENT=false`). Unlike
+`DynatraceLogExporter()`, bad configuration raises `ConfigError` here: setup code is the place
+to fail loudly.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from dt_exporter import _enrichment
 from dt_exporter.bridge import SpanEventBridge
-from dt_exporter.config import ExporterConfig
+from dt_exporter.config import ExporterConfig, enrichment_enabled
 from dt_exporter.exporter import DynatraceLogExporter
 
 
@@ -59,6 +62,9 @@ def setup_dynatrace(
     config = ExporterConfig.from_env(**exporter_settings)  # raises ConfigError, loudly
     attributes = {"service.name": service_name} if service_name else {}
     resource = (resource or Resource.create()).merge(Resource.create(attributes))
+    if enrichment_enabled():  # raises ConfigError on a bad DT_EXPORTER_ENRICHMENT, loudly
+        # Dynatrace's entity attributes under the application's: its own values win a clash.
+        resource = _enrichment.under(resource, _enrichment.attributes())
     exporter = DynatraceLogExporter(config=config)
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
