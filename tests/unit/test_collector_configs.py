@@ -23,6 +23,7 @@ from dt_exporter.limits import (
     MAX_RECORD_AGE_NS,
     STALE_MARGIN_NS,
 )
+from dt_exporter.testing._interpret import TIMESTAMP_KEYS  # Dynatrace's timestamp key list
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
@@ -32,11 +33,24 @@ FLUENT_BIT_DIR = CONFIG_DIR / "fluent-bit"
 FIXTURES_DIR = REPO / "tests" / "fixtures" / "fluent-bit-5.1.1"
 
 OTELCOL_FILES = sorted(OTELCOL_DIR.glob("*.yaml"))
-FLUENT_BIT_FILES = sorted([*FLUENT_BIT_DIR.glob("*.conf"), *FLUENT_BIT_DIR.glob("*.yaml")])
+#: Gateways listen on every interface and queue on disk; the agent listens on localhost only.
+OTELCOL_GATEWAYS = [OTELCOL_DIR / "activegate.yaml", OTELCOL_DIR / "saas.yaml"]
+OTELCOL_AGENT = OTELCOL_DIR / "agent.yaml"
+#: Fluent Bit main configurations; parsers-*.conf are parser definitions they load.
+FLUENT_BIT_FILES = sorted(
+    p
+    for p in [*FLUENT_BIT_DIR.glob("*.conf"), *FLUENT_BIT_DIR.glob("*.yaml")]
+    if not p.name.startswith("parsers-")
+)
+FLUENT_BIT_PARSERS = FLUENT_BIT_DIR / "parsers-json.conf"
 ALL_CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*") if p.is_file())
 
 #: Both names of the Collector's OTLP/HTTP exporter (renamed in v0.144, old name still works).
 OTLP_HTTP_TYPES = frozenset({"otlphttp", "otlp_http"})
+#: The byte cap on a request must leave this much headroom below Dynatrace's OTLP limit.
+OTLP_HEADROOM = 0.95
+#: Records per second the gateway queue's outage arithmetic is written for (the comment's rate).
+GATEWAY_RATE_RECORDS_S = 500
 #: Retry budgets must end this long before Dynatrace discards records as too old (24 h).
 MAX_RETRY_WINDOW_S = (MAX_RECORD_AGE_NS - STALE_MARGIN_NS) / 1e9
 #: What a real Dynatrace token looks like (`dt0c01.` + public part + `.` + secret).
@@ -66,9 +80,15 @@ class FluentBitSyntaxError(ValueError):
     """The classic-format text is not something Fluent Bit would load."""
 
 
-def parse_classic(text: str) -> FluentBitConfig:
-    """Parse Fluent Bit's classic format: [SECTION]s, indented `key value` lines, # comments."""
-    config: FluentBitConfig = {"service": {}, "inputs": [], "filters": [], "outputs": []}
+def parse_classic(text: str, *, parsers_file: bool = False) -> FluentBitConfig:
+    """Parse Fluent Bit's classic format: [SECTION]s, indented `key value` lines, # comments.
+
+    A parsers file (`parsers_file=True`) holds [PARSER] sections only, collected in "parsers".
+    """
+    config: FluentBitConfig = {
+        "service": {}, "inputs": [], "filters": [], "outputs": [], "parsers": [],
+    }
+    sections = {"PARSER": "parsers"} if parsers_file else _SECTIONS
     current: Props | None = None
     seen_service = False
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -78,14 +98,14 @@ def parse_classic(text: str) -> FluentBitConfig:
         header = _SECTION_RE.match(line)
         if header:
             name = header["name"].strip().upper()
-            if name == "SERVICE":
+            if name == "SERVICE" and not parsers_file:
                 if seen_service:
                     raise FluentBitSyntaxError(f"line {lineno}: second [SERVICE] section")
                 seen_service = True
                 current = config["service"]
-            elif name in _SECTIONS:
+            elif name in sections:
                 current = {}
-                config[_SECTIONS[name]].append(current)
+                config[sections[name]].append(current)
             else:
                 raise FluentBitSyntaxError(f"line {lineno}: unknown section [{name}]")
             continue
@@ -100,6 +120,8 @@ def parse_classic(text: str) -> FluentBitConfig:
             raise FluentBitSyntaxError(f"line {lineno}: {parts[0]!r} has no value")
         key, value = parts
         current.setdefault(key.lower(), []).append(value.strip())
+    if not parsers_file:
+        del config["parsers"]
     return config
 
 
@@ -325,14 +347,18 @@ def test_classic_parser_rejects_what_fluent_bit_would_not_load(text: str, messag
 
 
 def test_expected_config_files_are_shipped() -> None:
-    """collector-config/ ships both Collector targets and both Fluent Bit outputs, two formats."""
-    assert _ids(OTELCOL_FILES) == ["otelcol/activegate.yaml", "otelcol/saas.yaml"]
+    """collector-config/ ships the Collector gateways and agent, and both Fluent Bit outputs in
+    two formats with their parsers file."""
+    assert _ids(OTELCOL_FILES) == [
+        "otelcol/activegate.yaml", "otelcol/agent.yaml", "otelcol/saas.yaml",
+    ]
     assert _ids(FLUENT_BIT_FILES) == [
         "fluent-bit/tail-http-json.conf",
         "fluent-bit/tail-http-json.yaml",
         "fluent-bit/tail-opentelemetry.conf",
         "fluent-bit/tail-opentelemetry.yaml",
     ]
+    assert FLUENT_BIT_PARSERS.is_file()
 
 
 @pytest.mark.parametrize("path", ALL_CONFIG_FILES, ids=_ids(ALL_CONFIG_FILES))
@@ -355,12 +381,24 @@ def test_api_token_only_ever_comes_from_the_environment(path: Path) -> None:
 
 
 def test_readme_covers_every_config() -> None:
-    """collector-config/README.md names every shipped config file and how to validate it."""
+    """collector-config/README.md names every shipped config file, how to validate it, and the
+    pre-flight check to run before starting."""
     readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
-    for path in [*OTELCOL_FILES, *FLUENT_BIT_FILES]:
+    for path in [*OTELCOL_FILES, *FLUENT_BIT_FILES, FLUENT_BIT_PARSERS]:
         assert str(path.relative_to(CONFIG_DIR)) in readme, path.name
     assert "validate --config" in readme
     assert "--dry-run -c" in readme
+    assert "dt-exporter preflight" in readme
+
+
+@pytest.mark.parametrize(
+    "path", [*OTELCOL_FILES, *FLUENT_BIT_FILES], ids=_ids([*OTELCOL_FILES, *FLUENT_BIT_FILES])
+)
+def test_header_says_to_run_the_preflight_check_first(path: Path) -> None:
+    """Each config's header says to run `dt-exporter preflight <this file>` before starting."""
+    header = header_comment(path)
+    assert "BEFORE STARTING" in header
+    assert f"dt-exporter preflight {path.name}" in header
 
 
 # ============================================================================================
@@ -368,6 +406,7 @@ def test_readme_covers_every_config() -> None:
 # ============================================================================================
 
 otelcol_files = pytest.mark.parametrize("path", OTELCOL_FILES, ids=_ids(OTELCOL_FILES))
+otelcol_gateways = pytest.mark.parametrize("path", OTELCOL_GATEWAYS, ids=_ids(OTELCOL_GATEWAYS))
 
 
 @otelcol_files
@@ -384,6 +423,15 @@ def test_otelcol_header_says_when_to_use_env_vars_and_token_scope(path: Path) ->
     if path.stem == "activegate":
         assert "DT_CA_BUNDLE" in header
         assert "9999" in header
+
+
+@otelcol_files
+def test_otelcol_uses_the_current_exporter_name_and_notes_the_old_one(path: Path) -> None:
+    """The exporter is `otlp_http` (v0.144+); the header says older releases need `otlphttp`."""
+    doc = load_otelcol(path)
+    assert {component_type(k) for k in doc["exporters"]} == {"otlp_http"}
+    header = header_comment(path)
+    assert "otlphttp" in header and "v0.144" in header
 
 
 @otelcol_files
@@ -416,11 +464,14 @@ def test_otelcol_logs_pipeline_limits_memory_first_and_batches_last(path: Path) 
 
 
 @otelcol_files
-def test_otelcol_receives_otlp_on_standard_ports(path: Path) -> None:
-    """The OTLP receiver listens on 4317 (gRPC) and 4318 (HTTP)."""
-    protocols = load_otelcol(path)["receivers"]["otlp"]["protocols"]
-    assert protocols["grpc"]["endpoint"].endswith(":4317")
-    assert protocols["http"]["endpoint"].endswith(":4318")
+def test_otelcol_gateways_listen_everywhere_and_the_agent_on_localhost(path: Path) -> None:
+    """OTLP on 4317/4318: a gateway on every interface, the agent (and its probe) on localhost."""
+    doc = load_otelcol(path)
+    endpoints = [p["endpoint"] for p in doc["receivers"]["otlp"]["protocols"].values()]
+    assert sorted(e.rsplit(":", 1)[1] for e in endpoints) == ["4317", "4318"]
+    host = "localhost" if path == OTELCOL_AGENT else "0.0.0.0"
+    assert {e.rsplit(":", 1)[0] for e in endpoints} == {host}
+    assert doc["extensions"]["health_check"]["endpoint"] == f"{host}:13133"
 
 
 @otelcol_files
@@ -435,57 +486,120 @@ def test_otelcol_exports_to_dynatrace_otlp_with_env_token(path: Path) -> None:
 
 
 @otelcol_files
-def test_otelcol_log_batches_fit_dynatrace_request_limits(path: Path) -> None:
-    """A full log batch stays within 2 MB assuming records average at most 1,000 bytes.
-
-    Assumption: a serialized OTLP log record (body plus attributes, resource and scope shared
-    by the batch) averages at most 1,000 bytes, a typical application log line with a dozen
-    attributes. Dynatrace's safe OTLP log limit is 2 MB per request, and otlphttp treats 413
-    as permanent, so send_batch_max_size x 1,000 bytes must not exceed it. Workloads with
-    larger records must lower send_batch_max_size; the config's comment says so.
-    """
-    assumed_record_bytes = 1_000
-    doc = load_otelcol(path)
-    batch_id = doc["service"]["pipelines"]["logs"]["processors"][-1]
-    batch = doc["processors"][batch_id]
-    assert batch["send_batch_size"] == 1800  # Dynatrace's recommendation for logs
-    assert batch["send_batch_max_size"] == 2000
-    assert batch["send_batch_size"] <= batch["send_batch_max_size"]
-    assert batch["send_batch_max_size"] * assumed_record_bytes <= DEFAULT_OTLP_REQUEST_BYTES
-    assert batch["send_batch_max_size"] <= LOGS_MAX_RECORDS_PER_REQUEST
-    assert 0 < go_duration(batch["timeout"]) <= 60
+def test_otelcol_requests_are_capped_in_bytes_below_the_otlp_limit(path: Path) -> None:
+    """The exporter batches by serialized bytes and splits above max_size, which leaves at least
+    5 % headroom below Dynatrace's 2 MB OTLP limit (decimal or binary); otlp_http does not split
+    on 413, so the cap is what keeps a request from being dropped whole."""
+    batch = dynatrace_exporter(load_otelcol(path))["sending_queue"]["batch"]
+    assert batch["sizer"] == "bytes"  # explicit: it would inherit `requests` otherwise
+    max_size = batch["max_size"]
+    assert 0 < max_size <= OTLP_HEADROOM * DEFAULT_OTLP_REQUEST_BYTES
+    assert max_size < 2 * 1024**2
+    assert 0 < batch["min_size"] <= max_size
+    assert 0 < go_duration(batch["flush_timeout"]) <= 1  # never holds a batch/logs batch again
 
 
 @otelcol_files
-def test_otelcol_retries_are_bounded_well_under_24h(path: Path) -> None:
-    """retry_on_failure is on, backs off 5s to 30s, and gives up on a batch after 300s."""
-    retry = dynatrace_exporter(load_otelcol(path))["retry_on_failure"]
+def test_otelcol_batch_processor_counts_records_and_documents_the_byte_fallback(
+    path: Path,
+) -> None:
+    """batch/logs keeps Dynatrace's 1800/2000 records; the fallback for releases without the
+    exporter's byte cap states the rule in bytes, and every worked example in it obeys the rule.
+    """
+    doc = load_otelcol(path)
+    batch_id = doc["service"]["pipelines"]["logs"]["processors"][-1]
+    batch = doc["processors"][batch_id]
+    assert (batch["send_batch_size"], batch["send_batch_max_size"]) == (1800, 2000)
+    assert batch["send_batch_max_size"] <= LOGS_MAX_RECORDS_PER_REQUEST
+    assert 0 < go_duration(batch["timeout"]) <= 60
+    saas = (OTELCOL_DIR / "saas.yaml").read_text(encoding="utf-8")
+    assert "FALLBACK" in saas and "send_batch_max_size x" in saas
+    limit = int(re.search(r"<= ([\d,]+):", saas)[1].replace(",", ""))  # type: ignore[index]
+    assert limit <= OTLP_HEADROOM * DEFAULT_OTLP_REQUEST_BYTES
+    examples = re.findall(r"([\d,]+)/([\d,]+) for (?:records up to )?([\d,]+) bytes", saas)
+    assert len(examples) >= 3, examples
+    for size, max_size, record_bytes in examples:
+        size_n, max_n, bytes_n = (int(x.replace(",", "")) for x in (size, max_size, record_bytes))
+        assert size_n < max_n
+        assert max_n * bytes_n <= limit, (max_n, bytes_n)
+    if path != OTELCOL_DIR / "saas.yaml":
+        assert "saas.yaml" in path.read_text(encoding="utf-8")  # the fallback is written there
+
+
+@otelcol_files
+def test_otelcol_retry_budget_rides_out_tens_of_minutes_and_ends_inside_24h(path: Path) -> None:
+    """Retries back off 5s to 30s, never forever, and give up on a request only after at least
+    30 minutes (300 s dropped 10 requests in every outage past 5 minutes); a record waits at most
+    the queue's drain time plus that budget, hours inside Dynatrace's 24 h window."""
+    exporter = dynatrace_exporter(load_otelcol(path))
+    retry = exporter["retry_on_failure"]
     assert retry["enabled"] is True
     initial = go_duration(retry["initial_interval"])
     maximum = go_duration(retry["max_interval"])
     elapsed = go_duration(retry["max_elapsed_time"])  # 0 would mean retry forever
-    assert (initial, maximum, elapsed) == (5, 30, 300)
-    assert 0 < initial <= maximum <= elapsed < MAX_RETRY_WINDOW_S
+    assert (initial, maximum) == (5, 30)
+    assert elapsed >= 30 * 60
+    queue = exporter["sending_queue"]
+    # Drain bound: every queued request once through the consumers at 1 s per request (a
+    # request waits behind the others), then its own retry budget.
+    requests = queue["queue_size"] if queue["sizer"] == "requests" else (
+        queue["queue_size"] // queue["batch"]["max_size"]
+    )
+    drain_s = requests / queue["num_consumers"]
+    assert drain_s + elapsed <= MAX_RETRY_WINDOW_S / 4
+    text = path.read_text(encoding="utf-8")
+    assert "PER REQUEST" in text or "per request" in text  # the arithmetic is in the comment
 
 
-@otelcol_files
-def test_otelcol_sending_queue_persists_to_an_enabled_file_storage(path: Path) -> None:
-    """The sending queue is on and stored by a file_storage extension that service enables."""
+@otelcol_gateways
+def test_otelcol_gateway_queue_holds_the_retry_budget_on_disk(path: Path) -> None:
+    """A gateway queues on disk (file_storage that service enables), and its queue holds at
+    least the retry budget's worth of records at the rate the comment states."""
     doc = load_otelcol(path)
-    queue = dynatrace_exporter(doc)["sending_queue"]
+    exporter = dynatrace_exporter(doc)
+    queue = exporter["sending_queue"]
     assert queue["enabled"] is True
     storage = queue["storage"]
     assert component_type(storage) == "file_storage"
     assert storage in doc["extensions"]
     assert storage in doc["service"]["extensions"]
     assert queue["num_consumers"] >= 1
-    assert queue["queue_size"] >= 1
-    assert queue.get("sizer", "requests") == "requests"  # queue_size counts batches
+    assert queue["sizer"] == "requests"  # queue_size counts batches from batch/logs
+    batch = doc["processors"][doc["service"]["pipelines"]["logs"]["processors"][-1]]
+    held_s = queue["queue_size"] * batch["send_batch_size"] / GATEWAY_RATE_RECORDS_S
+    assert held_s >= go_duration(exporter["retry_on_failure"]["max_elapsed_time"])
+    assert f"at {GATEWAY_RATE_RECORDS_S} records/s" in path.read_text(encoding="utf-8")
     extension = doc["extensions"][storage]
     directory = extension["directory"]
     match = re.fullmatch(r"\$\{env:DT_COLLECTOR_STORAGE_DIR:-(?P<default>/[^}]+)\}", directory)
     assert match, f"directory should be an env placeholder with a default: {directory!r}"
     assert extension["create_directory"] is True
+
+
+def test_otelcol_agent_queues_in_memory_bounded_in_bytes() -> None:
+    """The agent has no persistent queue (no file_storage at all); its in-memory queue is
+    bounded in bytes and holds at least one full request."""
+    doc = load_otelcol(OTELCOL_AGENT)
+    queue = dynatrace_exporter(doc)["sending_queue"]
+    assert queue["enabled"] is True
+    assert "storage" not in queue
+    assert not any(component_type(e) == "file_storage" for e in doc["extensions"])
+    assert queue["sizer"] == "bytes"
+    assert queue["batch"]["max_size"] * 10 <= queue["queue_size"] <= 1024**3
+    detectors = doc["processors"]["resourcedetection/node"]["detectors"]
+    assert "system" in detectors  # the node's host.name: the senders run on it
+
+
+def test_otelcol_agent_sends_exactly_as_the_gateway_does() -> None:
+    """Apart from the queue, the agent's exporter and batch processor are the gateway's."""
+    saas, agent = load_otelcol(OTELCOL_DIR / "saas.yaml"), load_otelcol(OTELCOL_AGENT)
+    saas_exporter, agent_exporter = dynatrace_exporter(saas), dynatrace_exporter(agent)
+    assert saas_exporter["sending_queue"]["batch"] == agent_exporter["sending_queue"]["batch"]
+    for exporter in (saas_exporter, agent_exporter):
+        exporter.pop("sending_queue")
+    assert agent_exporter == saas_exporter
+    assert agent["processors"]["batch/logs"] == saas["processors"]["batch/logs"]
+    assert agent["processors"]["memory_limiter"] == saas["processors"]["memory_limiter"]
 
 
 @otelcol_files
@@ -495,6 +609,25 @@ def test_otelcol_placeholders_use_the_env_scheme(path: Path) -> None:
         if isinstance(value, str):
             for ref in re.findall(r"\$\{([^}]*)\}", value):
                 assert re.fullmatch(r"env:[A-Z_][A-Z0-9_]*(:-.*)?", ref), f"{where}: ${{{ref}}}"
+
+
+@pytest.mark.parametrize(
+    "path", [*OTELCOL_FILES, *FLUENT_BIT_FILES], ids=_ids([*OTELCOL_FILES, *FLUENT_BIT_FILES])
+)
+def test_no_variable_without_a_default_is_left_unguarded(path: Path) -> None:
+    """Every variable without a default is listed as required in the header, where the
+    pre-flight check (which refuses it unset) is named; every optional one has a default."""
+    text = path.read_text(encoding="utf-8")
+    header = header_comment(path)
+    required_block = header.split("Required environment variables", 1)[1]
+    required_block = re.split(r"\n# Optional:|\n#\n# Validate", required_block, maxsplit=1)[0]
+    required = set(re.findall(r"\b(DT_[A-Z_]+)\b", required_block))
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for ref in re.findall(r"\$\{(?:env:)?([A-Z_][A-Z0-9_]*)(:-[^}]*)?\}", body):
+        name, default = ref
+        if not default:
+            assert name in required, f"{name} has no default and is not listed as required"
+    assert "dt-exporter preflight" in header
 
 
 @otelcol_files
@@ -554,6 +687,86 @@ def test_fluent_bit_buffers_on_disk(path: Path) -> None:
     assert one(tail, "storage.type") == "filesystem"
     assert one(tail, "db").startswith("/")
     assert one(tail, "skip_long_lines") == "on"
+
+
+@fluent_bit_files
+def test_fluent_bit_tail_handles_empty_long_and_existing_lines(path: Path) -> None:
+    """Empty lines are skipped, over-long lines cut (not dropped), every line's file recorded as
+    log.source, and the first start's read position set explicitly and explained."""
+    config = canonical_config(load_fluent_bit(path))
+    (tail,) = config["inputs"]
+    assert one(tail, "skip_empty_lines") == "on"
+    assert one(tail, "truncate_long_lines") == "on"
+    assert parse_size(one(tail, "buffer_max_size")) <= 1024**2
+    assert one(tail, "path_key") == "log.source"
+    assert one(tail, "read_from_head") == "off"
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"first start", text, flags=re.IGNORECASE)
+    assert re.search(r"read from their end", text, flags=re.IGNORECASE)
+
+
+def test_fluent_bit_parsers_file_defines_json_without_a_time_key() -> None:
+    """dt_json parses JSON and takes no time from the line (no Time_Key/Time_Format): Fluent
+    Bit has no 24 h filter, and one old line must not take the request down with it."""
+    parsers = parse_classic(FLUENT_BIT_PARSERS.read_text(encoding="utf-8"), parsers_file=True)
+    (parser,) = parsers["parsers"]
+    parser = {key: [canonical(v) for v in values] for key, values in parser.items()}
+    assert one(parser, "name") == "dt_json"
+    assert one(parser, "format") == "json"
+    assert not {"time_key", "time_format", "time_keep"} & set(parser)
+
+
+@pytest.mark.parametrize("suffix", [".conf", ".yaml"])
+def test_fluent_bit_http_json_parses_json_lines_and_renames_their_timestamp(suffix: str) -> None:
+    """tail-http-json parses `log` with dt_json (Reserve_Data On, no Time_Key), then renames a
+    line's own `timestamp` to a key Dynatrace does not read as a time, so the output's
+    json_date_key stays the only timestamp."""
+    path = FLUENT_BIT_DIR / f"tail-http-json{suffix}"
+    config = canonical_config(load_fluent_bit(path))
+    assert one(config["service"], "parsers_file") == FLUENT_BIT_PARSERS.name
+    parser, modify = config["filters"]
+    assert one(parser, "name") == "parser"
+    assert one(parser, "key_name") == "log"
+    assert one(parser, "parser") == "dt_json"
+    assert one(parser, "reserve_data") == "on"
+    assert parser.get("preserve_key", ["off"]) == ["off"]  # the parsed line replaces `log`
+    assert "time_key" not in parser
+    assert one(modify, "name") == "modify"
+    source, target = one(modify, "rename").split()
+    assert source == one(output_of(config, "http"), "json_date_key") == "timestamp"
+    assert target.lower() not in TIMESTAMP_KEYS
+    for step in (parser, modify):
+        assert one(step, "match") == one(output_of(config, "http"), "match")
+
+
+@pytest.mark.parametrize("suffix", [".conf", ".yaml"])
+def test_fluent_bit_otlp_sends_attributes_and_bounds_requests_by_bytes(suffix: str) -> None:
+    """The OTLP output sends the line as body and the other keys (log.source) as attributes, and
+    batch_size x (a 3 kB line + path + framing) stays under 1.9 MB: 5.1.1 does not retry 413."""
+    path = FLUENT_BIT_DIR / f"tail-opentelemetry{suffix}"
+    config = canonical_config(load_fluent_bit(path))
+    output = output_of(config, "opentelemetry")
+    assert one(output, "logs_body_key") == "$log"
+    assert one(output, "logs_body_key_attributes") == "on"
+    assumed_record_bytes = 3_000 + 100 + 40  # measured ~3 kB lines, a 100-byte path, framing
+    batch_size = int(one(output, "batch_size"))
+    assert batch_size * assumed_record_bytes <= OTLP_HEADROOM * DEFAULT_OTLP_REQUEST_BYTES
+    assert config["filters"] == []  # JSON lines go through tail-http-json (see its header)
+    conf = (FLUENT_BIT_DIR / "tail-opentelemetry.conf").read_text(encoding="utf-8")
+    assert "batch_size = 1,900,000 / (line + path + 40)" in conf
+    assert "batch_size x (average line bytes" in conf
+
+
+@fluent_bit_files
+def test_fluent_bit_comments_match_what_5_1_1_does(path: Path) -> None:
+    """The comments say what 5.1.1 did: the OTLP output retries 429/502/503/504 only; no claim
+    that tiny lines would 413 (7-byte lines gave 25,601 records in one accepted request)."""
+    text = path.read_text(encoding="utf-8")
+    assert "every non-2xx" not in text
+    assert "would get 413" not in text and "< ~20 bytes" not in text
+    if path.stem == "tail-opentelemetry":
+        assert re.search(r"429[/, ]+502[/, ]+(and )?503[/, ]+(and )?504", text)
+        assert "only" in text
 
 
 @fluent_bit_files
@@ -709,12 +922,41 @@ def test_fluent_bit_opentelemetry_output_agrees_with_real_fluent_bit_fixture(suf
     _agree_with_fixture("opentelemetry-otlp.json", ours, "logs_uri")
 
 
-def test_fluent_bit_http_fixture_shows_log_key_becomes_content() -> None:
-    """Dynatrace takes a tailed line's `log` key as content, so no rename filter is shipped."""
+def test_fluent_bit_fixture_shows_why_json_lines_need_the_parser() -> None:
+    """In the real 5.1.1 capture a tailed JSON line reached Dynatrace as one string with no
+    loglevel, while a record that had fields got `message` as content and `level` as loglevel:
+    the parser filter turns the first kind into the second."""
     fixture = load_fixture("http-json-gzip.json")
-    tailed = [r for r in fixture["dynatrace_view"] if not r["attributes"]]
+    tailed = [r for r in fixture["dynatrace_view"] if r["content_key"] == "log"]
     assert tailed, "fixture has no tailed lines"
-    assert {r["content_key"] for r in tailed} == {"log"}
     assert {r["timestamp_key"] for r in tailed} == {"timestamp"}
-    for suffix in (".conf", ".yaml"):
-        assert load_fluent_bit(FLUENT_BIT_DIR / f"tail-http-json{suffix}")["filters"] == []
+    json_lines = [r for r in tailed if r["content"].startswith("{")]
+    assert json_lines, "fixture has no tailed JSON line"
+    for record in json_lines:
+        assert record["loglevel"] == "NONE"
+        assert record["attributes"] == {}
+        assert isinstance(json.loads(record["content"]), dict)  # what dt_json would parse
+    structured = [r for r in fixture["dynatrace_view"] if r["content_key"] == "message"]
+    assert structured, "fixture has no structured record"
+    for record in structured:
+        assert record["loglevel_key"] == "level" and record["loglevel"] != "NONE"
+        assert record["attributes"]
+        assert record["timestamp_key"] == "timestamp"  # Fluent Bit's own (json_date_key)
+
+
+def test_fluent_bit_fixture_otlp_carried_no_attributes_without_logs_body_key() -> None:
+    """The real 5.1.1 OTLP capture (no logs_body_key settings) carried a body and nothing else,
+    which is why the shipped OTLP output sets logs_body_key and logs_body_key_attributes."""
+    fixture = load_fixture("opentelemetry-otlp.json")
+    theirs = canonical_config(parse_classic(fixture["config"]))["outputs"][0]
+    assert "logs_body_key" not in theirs
+    records = [
+        record
+        for request in fixture["otlp_decoded"]
+        for resource in request["resourceLogs"]
+        for scope in resource["scopeLogs"]
+        for record in scope["logRecords"]
+    ]
+    assert records
+    for record in records:
+        assert set(record) == {"timeUnixNano", "body"}
