@@ -3,6 +3,8 @@
     DtExporterError
     ├── ConfigError        bad configuration: raised early, names the setting, never the token
     ├── InvalidEventError  an Events API event that cannot be built (event_model.py)
+    ├── SpoolError         the disk spool could not persist one body (spool.py; never raised
+    │                      to the application: the channel keeps the body in memory)
     └── TransportError     one HTTP attempt failed below the HTTP layer (kind says how)
 
 `export()` never raises into the application: everything that goes wrong while exporting is
@@ -27,6 +29,17 @@ class ConfigError(DtExporterError, ValueError):
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
         self.problem = problem
+
+
+class SpoolError(DtExporterError):
+    """The disk spool could not persist a body (disk full, file-size limit, directory gone...).
+
+    `reason` says what failed, in words fit for a log line; it never holds record data.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TransportError(DtExporterError):
