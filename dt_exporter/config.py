@@ -96,6 +96,116 @@ class Endpoint:
         return f"{self.base_url}/platform/ingest/custom/{table}/{endpoint_name}"
 
 
+#: Proxy URL schemes urllib3 speaks without extra packages (socks needs PySocks: not supported).
+_PROXY_SCHEMES: Final = ("http", "https")
+_PROXY_PROBLEM: Final = (
+    "expected a proxy URL like http://[user:password@]host:port, or none "
+    "(socks proxies are not supported)"
+)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***` (a user name alone, which may be a token, too):
+    `http://user:***@proxy:3128`. What the CLI and reprs show of a proxy URL."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    shown = f"{userinfo.split(':', 1)[0]}:***" if ":" in userinfo else "***"
+    return parts._replace(netloc=f"{shown}@{host}").geturl()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """The forward proxies for the exporter's requests, resolved once from the environment.
+
+    `http` serves http:// targets and `https` https:// targets (through a CONNECT tunnel); each
+    is a full proxy URL whose credentials, if any, are sent as `Proxy-Authorization`. `no_proxy`
+    lists the `NO_PROXY` entries (lower case): hosts, `.domain` suffixes, IPs, CIDR ranges, an
+    optional `:port`, or `*`. `*_source` name the variable each URL came from, for messages.
+    The transport decides per URL (`dt_exporter.transport.select_proxy`).
+    """
+
+    http: Secret | None = None
+    https: Secret | None = None
+    no_proxy: tuple[str, ...] = ()
+    http_source: str = ""
+    https_source: str = ""
+
+    def __repr__(self) -> str:
+        def shown(url: Secret | None, source: str) -> str:
+            return "None" if url is None else f"{redact_url(url.reveal())!r} ({source})"
+
+        return (f"ProxySettings(http={shown(self.http, self.http_source)}, "
+                f"https={shown(self.https, self.https_source)}, no_proxy={self.no_proxy!r})")
+
+
+#: No proxy at all.
+DIRECT: Final = ProxySettings()
+
+
+def parse_proxy_url(variable: str, raw: str) -> Secret:
+    """One proxy URL, normalised (`host:port` gets `http://`); ConfigError names `variable`,
+    never the value (it may hold a password)."""
+    value = raw.strip()
+    if "://" not in value:
+        value = f"http://{value}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(variable, _PROXY_PROBLEM) from None
+    if (parts.scheme.lower() not in _PROXY_SCHEMES or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or any(ch.isspace() for ch in value)):
+        raise ConfigError(variable, _PROXY_PROBLEM)
+    return Secret(f"{parts.scheme.lower()}://{parts.netloc}")
+
+
+def _proxy_env(env: Mapping[str, str], scheme: str) -> tuple[str | None, str]:
+    """`{scheme}_proxy` as urllib (and so requests) reads it: the lower-case name wins, even set
+    empty; the upper-case HTTP_PROXY is ignored under CGI (REQUEST_METHOD set: httpoxy)."""
+    lower, upper = f"{scheme}_proxy", f"{scheme.upper()}_PROXY"
+    if lower in env:
+        return read_env(lower, env), lower
+    if scheme == "http" and "REQUEST_METHOD" in env:
+        return None, upper
+    return read_env(upper, env), upper
+
+
+def resolve_proxies(env: Mapping[str, str], explicit: object = None) -> ProxySettings:
+    """`DT_EXPORTER_PROXY` (`explicit`: a URL for every target, or `none` for no proxy at all)
+    wins; otherwise `HTTPS_PROXY` for https:// targets and `HTTP_PROXY` for http:// ones, with
+    `ALL_PROXY` as the fallback for both, as `requests` does. `NO_PROXY` applies to either."""
+    if isinstance(explicit, ProxySettings):
+        return explicit
+    variable = ENV_VARS["proxy"]
+    raw = explicit.reveal() if isinstance(explicit, Secret) else explicit
+    if raw is not None and not isinstance(raw, str):
+        raise ConfigError(variable, _PROXY_PROBLEM)
+    if raw is not None and raw.strip().lower() == "none":
+        return DIRECT
+    no_proxy_raw, _ = _proxy_env(env, "no")
+    no_proxy = tuple(
+        entry for entry in (part.strip().lower() for part in (no_proxy_raw or "").split(","))
+        if entry
+    )
+    if raw is not None and raw.strip():
+        url = parse_proxy_url(variable, raw)
+        return ProxySettings(url, url, no_proxy, variable, variable)
+    found: dict[str, tuple[Secret | None, str]] = {}
+    all_raw, all_name = _proxy_env(env, "all")
+    for scheme in ("http", "https"):
+        value, name = _proxy_env(env, scheme)
+        if value is None and all_raw is not None:
+            value, name = all_raw, all_name
+        found[scheme] = (None, "") if value is None else (parse_proxy_url(name, value), name)
+    if found["http"][0] is None and found["https"][0] is None:
+        return DIRECT
+    return ProxySettings(found["http"][0], found["https"][0], no_proxy,
+                         found["http"][1], found["https"][1])
+
+
 @dataclass(frozen=True, slots=True)
 class ExporterConfig:
     """Every setting of dt_exporter, resolved and validated."""
@@ -120,6 +230,7 @@ class ExporterConfig:
     structure: Literal["raw", "flattened"] | None = None
     spool_dir: str | None = None
     spool_max_bytes: int = 512 * 1024 * 1024
+    proxy: ProxySettings = DIRECT
 
     @property
     def authorization(self) -> str | None:
@@ -169,6 +280,7 @@ ENV_VARS: Final[dict[str, str]] = {
     "structure": "DT_EXPORTER_STRUCTURE",
     "spool_dir": "DT_EXPORTER_SPOOL_DIR",
     "spool_max_bytes": "DT_EXPORTER_SPOOL_MAX_BYTES",
+    "proxy": "DT_EXPORTER_PROXY",
 }
 
 
@@ -339,6 +451,7 @@ class _Resolver:
         values["structure"] = self._choice("structure", ("raw", "flattened"))
         values["spool_dir"] = self._raw("spool_dir")
         values["spool_max_bytes"] = self._number("spool_max_bytes", int, 1024, 2**44)
+        values["proxy"] = resolve_proxies(self._env, self._raw("proxy"))
         config = ExporterConfig(**{k: v for k, v in values.items() if v is not None})
         return _check(config, explicit_compression=values["compression"] is not None,
                       explicit_request_bytes=values["max_request_bytes"] is not None)
