@@ -10,12 +10,26 @@ root logger. The resource gets Dynatrace's enrichment files merged under it (see
 `dt_exporter._enrichment`; off with `DT_EXPORTER_ENRICHMENT=false`). Unlike
 `DynatraceLogExporter()`, bad configuration raises `ConfigError` here: setup code is the place
 to fail loudly.
+
+Once per process: OpenTelemetry's global providers can be set only once, and a second root
+handler would send every record twice. So while a global setup (`set_global=True`, the default)
+is active, another `setup_dynatrace(set_global=True)` builds nothing: it returns the active
+setup, unchanged, with a `RuntimeWarning` (call its `shutdown()` first to set up anew; a forked
+worker keeps its parent's setup, whose exporter restarts itself after fork). When OpenTelemetry's
+globals were already set by someone else (`opentelemetry-instrument`, your own code, or a setup
+since shut down), they stay as they are: the SDK's "Overriding of current ..." warnings are held
+back (they would otherwise be logged through the new root handler to Dynatrace) and one
+`RuntimeWarning` says that this setup's providers are not the global ones. `set_global=False`
+setups are independent of all this.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +56,10 @@ class DynatraceSetup:
     handler: logging.Handler | None
 
     def shutdown(self) -> None:
+        global _global_setup
+        with _global_lock:
+            if _global_setup is self:
+                _global_setup = None
         if self.handler is not None:
             logging.getLogger().removeHandler(self.handler)
         self.tracer_provider.shutdown()  # ends the bridge first: its records go out below
@@ -59,6 +77,33 @@ def setup_dynatrace(
     **exporter_settings: Any,
 ) -> DynatraceSetup:
     """Wire providers, exporter, bridge and logging handler; see the module docstring."""
+    if not set_global:
+        return _build(service_name, resource, span_events, logging_handler, logging_level,
+                      False, exporter_settings)
+    global _global_setup
+    with _global_lock:
+        if _global_setup is not None:
+            warnings.warn(
+                "setup_dynatrace() is already set up in this process: returning that setup "
+                "unchanged, these arguments are not used (call its shutdown() first to set up "
+                "anew)", RuntimeWarning, stacklevel=2,
+            )
+            return _global_setup
+        _global_setup = _build(service_name, resource, span_events, logging_handler,
+                               logging_level, True, exporter_settings)
+        return _global_setup
+
+
+_global_lock = threading.Lock()
+_global_setup: DynatraceSetup | None = None  # the active set_global=True setup
+#: The loggers OpenTelemetry warns on when a global provider is set a second time.
+_OVERRIDE_LOGGERS = ("opentelemetry._logs._internal", "opentelemetry.trace")
+
+
+def _build(
+    service_name: str | None, resource: Resource | None, span_events: bool,
+    logging_handler: bool, logging_level: int, set_global: bool, exporter_settings: dict[str, Any],
+) -> DynatraceSetup:
     config = ExporterConfig.from_env(**exporter_settings)  # raises ConfigError, loudly
     attributes = {"service.name": service_name} if service_name else {}
     resource = (resource or Resource.create()).merge(Resource.create(attributes))
@@ -76,9 +121,41 @@ def setup_dynatrace(
     if handler is not None:
         logging.getLogger().addHandler(handler)
     if set_global:
-        _logs.set_logger_provider(logger_provider)
-        trace.set_tracer_provider(tracer_provider)
+        with _overrides_held_back() as overridden:
+            _logs.set_logger_provider(logger_provider)
+            trace.set_tracer_provider(tracer_provider)
+        if overridden:
+            warnings.warn(
+                "OpenTelemetry's global " + " and ".join(overridden) + " was already set "
+                "(by opentelemetry-instrument, other setup code, or a setup since shut down) "
+                "and stays: this setup's are not global (logging still reaches Dynatrace "
+                "through its handler; pass set_global=False to say so)",
+                RuntimeWarning, stacklevel=3,
+            )
     return DynatraceSetup(logger_provider, tracer_provider, exporter, bridge, handler)
+
+
+@contextmanager
+def _overrides_held_back() -> Iterator[list[str]]:
+    """Within: the SDK's "Overriding of current <Provider> is not allowed" records are dropped
+    (before any handler, ours included, sees them); yields the providers they named."""
+    overridden: list[str] = []
+
+    def hold_back(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Overriding of current "):
+            overridden.append(message.split()[3])
+            return False
+        return True
+
+    loggers = [logging.getLogger(name) for name in _OVERRIDE_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(hold_back)
+    try:
+        yield overridden
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold_back)
 
 
 def _logging_handler(provider: LoggerProvider, level: int) -> logging.Handler:
