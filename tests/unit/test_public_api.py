@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import dt_exporter
-from dt_exporter import DynatraceLogExporter
+from dt_exporter import DynatraceLogExporter, DynatraceResourceDetector
 from dt_exporter.instrumentor import SpanEventBridgeInstrumentor
 
 
@@ -24,6 +24,16 @@ def test_logs_exporter_entry_point_names_the_class():
     requires (a class, not a factory)."""
     (point,) = entry_points(group="opentelemetry_logs_exporter", name="dynatrace")
     assert point.load() is DynatraceLogExporter
+
+
+def test_resource_detector_entry_point_names_the_detector_class():
+    """OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=dynatrace resolves to our ResourceDetector subclass,
+    which the SDK instantiates without arguments."""
+    from opentelemetry.sdk.resources import ResourceDetector
+
+    (point,) = entry_points(group="opentelemetry_resource_detector", name="dynatrace")
+    assert point.load() is DynatraceResourceDetector
+    assert isinstance(DynatraceResourceDetector(), ResourceDetector)
 
 
 def test_span_event_bridge_instrumentor_entry_point():
