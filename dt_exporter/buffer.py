@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Generic, Protocol, TypeVar
 
-from dt_exporter.payload import Body
+
+class Queued(Protocol):
+    """What the queue needs of an item: its bytes, its records, its oldest record's time."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def records(self) -> int: ...
+    @property
+    def oldest_ns(self) -> int: ...
 
 
-class BodyQueue:
-    """FIFO of `Body`, thread-safe, bounded by the sum of body sizes."""
+Body = TypeVar("Body", bound=Queued)
+
+
+class BodyQueue(Generic[Body]):
+    """FIFO of request bodies (or items wrapping one), thread-safe, bounded by their sizes."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes

@@ -34,8 +34,8 @@ from typing import Any
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from dt_exporter import _forks
 from dt_exporter.config import ExporterConfig
-from dt_exporter.delivery import register_fork_hook
 from dt_exporter.event_model import (
     Event,
     EventRoutes,
@@ -71,7 +71,7 @@ class EventRoutingExporter(LogRecordExporter):
         self._routes = routes if isinstance(routes, EventRoutes) else EventRoutes.from_env(
             routes=routes)
         self._lock = threading.Lock()
-        register_fork_hook(self)
+        _forks.register(self)
         self._events: EventsClient | None = None
         self._security: dict[str, SecurityEventsClient] = {}
         #: one mapper per security endpoint, so each client is charged its own truncations
@@ -134,12 +134,11 @@ class EventRoutingExporter(LogRecordExporter):
                 self._events.send(events)
             lost = sum(n for dest, n in unmappable.items() if dest.startswith("events:"))
             if lost:
-                self._events._count_unsendable("unmappable", lost)
+                self._events.record_unsendable("unmappable", lost)
         for name, client in self._security.items():
             if security[name]:
-                client._send_objects(security[name], truncated[name])
-            if unmappable[f"security:{name}"]:
-                client._count_unsendable("unmappable", unmappable[f"security:{name}"])
+                client.send(security[name], truncated=truncated[name])
+            client.record_unsendable("unmappable", unmappable[f"security:{name}"])
         return self._logs.export(logs) if logs else LogRecordExportResult.SUCCESS
 
     def _clients(self) -> list[EventsClient | SecurityEventsClient]:

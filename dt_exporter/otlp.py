@@ -74,6 +74,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk._logs import ReadableLogRecord
 
 from dt_exporter._protowire import (
+    I64,
     LEN,
     VARINT,
     VARINTS,
@@ -1021,3 +1022,77 @@ def parse_partial_success(data: bytes) -> tuple[int, str]:
     if rejected >= _INT64_LIMIT:  # int64 on the wire: a negative count means nothing
         rejected = 0
     return rejected, message
+
+
+# LogRecord.time_unix_nano (1) and observed_time_unix_nano (11), both fixed64.
+_TIME_FIELDS: Final = (1, 11)
+
+
+def expire_records(data: bytes, cutoff_ns: int) -> tuple[bytes | None, int, int, int]:
+    """Drop the LogRecords stamped before `cutoff_ns` (their time, else their observed time).
+
+    Returns (the request without them, or None when none is left; records kept; records
+    dropped; the oldest kept timestamp, 0 if none has one). A ScopeLogs or ResourceLogs left
+    empty is dropped too. A malformed request is returned whole.
+    """
+    try:
+        kept, expired, oldest = _expire(data, 0, cutoff_ns)
+    except WireError:
+        return data, count_records_or_zero(data), 0, 0
+    if not expired:
+        return data, _count(data, 0), 0, oldest
+    left = _count(kept, 0)
+    return (kept if left else None), left, expired, oldest
+
+
+def count_records_or_zero(data: bytes) -> int:
+    try:
+        return _count(data, 0)
+    except WireError:
+        return 0
+
+
+def _record_time(record: bytes) -> int:
+    times = {f.number: record[f.value_start:f.end] for f in iter_fields(record)
+             if f.number in _TIME_FIELDS and f.wire_type == I64}
+    for number in _TIME_FIELDS:
+        raw = times.get(number)
+        if raw is not None:
+            value: int = struct.unpack("<Q", raw)[0]
+            if value:
+                return value
+    return 0
+
+
+def _expire(data: bytes, level: int, cutoff_ns: int) -> tuple[bytes, int, int]:
+    """(message without the expired records, records expired, oldest kept timestamp)."""
+    child = _CHILD_FIELD[level]
+    out: list[bytes] = []
+    expired = oldest = 0
+    for field in iter_fields(data):
+        whole = data[field.start:field.end]
+        if field.number != child or field.wire_type != LEN:
+            out.append(whole)
+            continue
+        inner = data[field.value_start:field.end]
+        if level == _LEAF_LEVEL:
+            ts = _record_time(inner)
+            if ts and ts < cutoff_ns:
+                expired += 1
+                continue
+            if ts:
+                oldest = ts if not oldest else min(oldest, ts)
+            out.append(whole)
+            continue
+        kept, gone, old = _expire(inner, level + 1, cutoff_ns)
+        expired += gone
+        if old:
+            oldest = old if not oldest else min(oldest, old)
+        if gone and _count(kept, level + 1) == 0:
+            continue  # a ScopeLogs / ResourceLogs with no record left
+        if gone:
+            key = data[field.start:field.start + 1]
+            out.append(key + varint(len(kept)) + kept)
+        else:
+            out.append(whole)
+    return b"".join(out), expired, oldest

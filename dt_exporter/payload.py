@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
@@ -34,6 +35,22 @@ class Body:
     @property
     def size(self) -> int:
         return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a front end hands the channel: `received` records became `bodies`; the rest were
+    dropped (by reason) before any request, and `truncated` counts values cut to fit."""
+
+    received: int
+    bodies: Sequence[Body] = ()
+    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    truncated: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def refused(cls, received: int, reason: str) -> Batch:
+        """Records refused whole before encoding (`misconfigured`, `invalid_event`, ...)."""
+        return cls(received, (), {reason: received} if received else {})
 
 
 def compress(data: bytes, encoding: Encoding, level: int) -> bytes:

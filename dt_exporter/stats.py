@@ -34,6 +34,8 @@ class DeliveryStats:
     oldest_queued_age_s: float = 0.0  # age of the oldest queued record (by its timestamp)
     spool_bytes: int = 0  # this process's files in the disk spool
     possible_duplicates: int = 0
+    #: records the disk spool could not hold (disk full, ...): they were kept in memory only
+    spool_write_failed: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -61,6 +63,7 @@ class Accounting:
         self.retries = 0
         self.partial_successes = 0
         self.possible_duplicates = 0
+        self.spool_write_failed = 0
         self.in_flight = 0
         self._dropped: Counter[str] = Counter()
         self._truncated: Counter[str] = Counter()
@@ -78,14 +81,15 @@ class Accounting:
             with self._lock:
                 self._dropped[reason] += records
 
-    def merge(self, dropped: Counter[str], truncated: Counter[str]) -> None:
+    def merge(self, dropped: Mapping[str, int], truncated: Mapping[str, int]) -> None:
         with self._lock:
             self._dropped.update(dropped)
             self._truncated.update(truncated)
 
     def count(self, *, requests: int = 0, retries: int = 0, partial: int = 0,
-              duplicates: int = 0) -> None:
+              duplicates: int = 0, spool_write_failed: int = 0) -> None:
         with self._lock:
+            self.spool_write_failed += spool_write_failed
             self.requests += requests
             self.retries += retries
             self.partial_successes += partial
@@ -114,4 +118,5 @@ class Accounting:
                 oldest_queued_age_s=oldest_age_s,
                 spool_bytes=spool_bytes,
                 possible_duplicates=self.possible_duplicates,
+                spool_write_failed=self.spool_write_failed,
             )

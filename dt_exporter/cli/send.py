@@ -23,23 +23,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO, Any, Final, TextIO
 
-from dt_exporter import payload
-from dt_exporter.config import ExporterConfig
-from dt_exporter.delivery import Route, Sender
+from dt_exporter import DeliveryStats, ExporterConfig, pipeline
 from dt_exporter.errors import ConfigError
-from dt_exporter.exporter import logs_route
-from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
-from dt_exporter.lines import (
-    FORMATS,
-    ByteSource,
-    Chunk,
-    InputFormat,
-    read_chunks,
-    timestamp_ms,
-)
-from dt_exporter.mapping import JsonObject, RecordMapper
-from dt_exporter.payload import Body, Encoding
-from dt_exporter.stats import Accounting, DeliveryStats
+from dt_exporter.lines import FORMATS, ByteSource, Chunk, InputFormat, read_chunks
 
 #: The CLI waits for queue room instead of evicting; a small queue keeps memory flat (the
 #: exporter's default of 64 MB buys nothing when the producer can wait).
@@ -95,17 +81,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 class SendJob:
-    """Reads inputs, encodes them as the exporter does and keeps the sender thread busy."""
+    """Reads inputs, batches them as the exporter does and keeps the channel busy."""
 
     def __init__(self, config: ExporterConfig, progress: Progress) -> None:
         # Lines become JSON log objects, so the JSON route even when the exporter uses OTLP.
         self._config = config = replace(config, protocol="json") if (
             config.protocol != "json") else config
-        self._route: Route = logs_route(config)
-        self._accounting = Accounting()
-        self._encoder = ChunkEncoder(config, self._route.name)
-        self._sender = Sender.for_config(
-            config, self._route, self._accounting,
+        route = pipeline.log_route(config)
+        self._batcher = pipeline.LogBatcher(config, route.name)
+        self._channel = pipeline.Channel.for_config(
+            config, [route],
             max_queue_bytes=max(min(config.max_queue_bytes, QUEUE_BYTES),
                                 config.max_request_bytes + 65_536),
         )
@@ -131,32 +116,26 @@ class SendJob:
                 self._read_error(path, str(error) or type(error).__name__)
         while self._compressing:
             self._compressing.popleft().result()
-        while not self._sender.flush(PROGRESS_INTERVAL_S):
+        while not self._channel.flush(PROGRESS_INTERVAL_S):
             self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
     def _submit(self, chunk: Chunk) -> None:
-        self._accounting.receive(chunk.records)
-        arrays, oldest_ns = self._encoder.arrays(chunk, time.time_ns())
-        self._accounting.merge(self._encoder.dropped, self._encoder.truncations)
-        self._encoder.dropped.clear()
-        self._encoder.truncations.clear()
+        encoded = self._batcher.lines(chunk, time.time_ns())
         self._input_bytes += chunk.input_bytes
-        for data, records in arrays:
-            self._compressing.append(
-                self._compressor.submit(self._compress_and_queue, data, records, oldest_ns))
+        self._compressing.append(self._compressor.submit(self._compress_and_queue, encoded))
         while len(self._compressing) > _COMPRESS_AHEAD:  # memory stays flat
             self._compressing.popleft().result()
         self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
-    def _compress_and_queue(self, data: bytes, records: int, oldest_ns: int) -> None:
+    def _compress_and_queue(self, encoded: pipeline.Encoded) -> None:
         """On the compression thread: wait for room in the queue rather than evict."""
-        if not self._stopping.is_set():
-            body = self._encoder.body(data, records, oldest_ns)
-            while not self._stopping.is_set():
-                if self._sender.queue.wait_for_room(body.size, PROGRESS_INTERVAL_S):
-                    self._sender.submit(body, wait_s=_FOREVER_S)
-                    return
-        self._accounting.drop("shutdown", records)
+        batch = self._batcher.finish(encoded)
+        size = sum(body.size for body in batch.bodies)
+        while not self._stopping.is_set():  # interruptible: Ctrl-C must not hang here
+            if self._channel.wait_for_room(size, PROGRESS_INTERVAL_S):
+                self._channel.submit(batch, wait_s=_FOREVER_S)
+                return
+        self._channel.submit(pipeline.Batch.refused(encoded.received, "shutdown"))
 
     def _read_error(self, path: str, problem: str) -> None:
         self._progress.clear()
@@ -165,15 +144,14 @@ class SendJob:
         print(f"dt-exporter send: {name}: {problem}", file=sys.stderr)
 
     def stop(self) -> None:
-        """Stop the sender; what is still queued (only after Ctrl-C) counts as `shutdown`."""
+        """Stop the channel; what is still queued (only after Ctrl-C) counts as `shutdown`."""
         self._stopping.set()
         self._compressor.shutdown(wait=True)
-        self._sender.shutdown(0.0 if self._sender.queue.depth[0] else 1.0)
+        self._channel.shutdown(0.0 if self.stats().queued_records else 1.0)
         self._progress.clear()
 
     def stats(self) -> DeliveryStats:
-        with self._sender.transition:
-            return self._accounting.snapshot(*self._sender.queue.depth)
+        return self._channel.stats()
 
     def _elapsed(self) -> float:
         return time.monotonic() - self._started
@@ -203,69 +181,6 @@ class SendJob:
 def _reasons(counts: Any) -> str:
     shown = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n)
     return f" ({shown})" if shown else ""
-
-
-class ChunkEncoder:
-    """A chunk of input becomes request bodies: mapped, too-old records dropped, batched with
-    `payload.json_arrays`, compressed. Counts what it drops or cuts in `dropped` and
-    `truncations` (the caller merges them into the accounting)."""
-
-    def __init__(self, config: ExporterConfig, route_name: str) -> None:
-        self.dropped: Counter[str] = Counter()
-        self.truncations: Counter[str] = Counter()
-        self._config = config
-        self._route_name = route_name
-        self._mapper = RecordMapper(config.limits, self.truncations)
-        # Text shorter than this many characters cannot exceed the content limit.
-        self._content_chars = config.limits.max_content_bytes // 4
-        self._encoding: Encoding = "gzip" if config.compression == "gzip" else "identity"
-
-    def encode(self, chunk: Chunk, now_ns: int) -> list[Body]:
-        """Everything at once (tests, and callers without a compression thread)."""
-        arrays, oldest_ns = self.arrays(chunk, now_ns)
-        return [self.body(data, records, oldest_ns) for data, records in arrays]
-
-    def body(self, data: bytes, records: int, oldest_ns: int) -> Body:
-        """Compress one JSON array (zlib releases the GIL: this may run on another thread)."""
-        return Body(self._route_name,
-                    payload.compress(data, self._encoding, self._config.gzip_level),
-                    records, self._encoding, oldest_ns)
-
-    def arrays(self, chunk: Chunk, now_ns: int) -> tuple[list[tuple[bytes, int]], int]:
-        """The chunk's records as JSON arrays within the request limits, and the timestamp
-        (ns) of the oldest record, 0 if none has one."""
-        cutoff_ms = (now_ns - (MAX_RECORD_AGE_NS - STALE_MARGIN_NS)) // 1_000_000
-        objects: list[JsonObject] = []
-        append = objects.append
-        oldest_ms = 0
-        content_chars = self._content_chars
-        for item in chunk.items:
-            if type(item) is str:  # the fast path: a text line
-                append({"content": item} if len(item) <= content_chars
-                       else self._mapper.map_object({"content": item}))
-                continue
-            assert isinstance(item, dict)
-            try:
-                mapped = self._mapper.map_object(item)
-            except Exception:  # never crash on one odd record; count it
-                self.dropped["unmappable"] += 1
-                continue
-            ts = timestamp_ms(mapped)
-            if ts is not None:
-                if ts < cutoff_ms:
-                    self.dropped["too_old"] += 1
-                    continue
-                if not oldest_ms or ts < oldest_ms:
-                    oldest_ms = ts
-            append(mapped)
-        if chunk.invalid:
-            self.dropped["invalid_json"] += chunk.invalid
-        cfg = self._config
-        arrays = payload.json_arrays(
-            objects, max_bytes=cfg.max_request_bytes, max_records=cfg.max_records_per_request,
-            truncations=self.truncations, dropped=self.dropped,
-        )
-        return arrays, oldest_ms * 1_000_000
 
 
 class Progress:
