@@ -27,18 +27,17 @@ clients.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from dt_exporter import payload, responses
+from dt_exporter import _routes, payload, responses
+from dt_exporter._channel import BodyResult, Channel, describe_permanent
+from dt_exporter._routes import Route
 from dt_exporter.config import Compression, ExporterConfig, read_env
-from dt_exporter.delivery import Route, Sender, register_fork_hook
-from dt_exporter.errors import ConfigError, TransportError
+from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
     Event,
     check_endpoint_name,
@@ -47,20 +46,15 @@ from dt_exporter.event_model import (
 )
 from dt_exporter.limits import EVENTS_MAX_REQUEST_BYTES
 from dt_exporter.mapping import JsonObject
-from dt_exporter.payload import Body, Encoding
-from dt_exporter.retry import PERMANENT_MEANING, RETRYABLE_STATUS
-from dt_exporter.stats import Accounting, DeliveryStats
-from dt_exporter.text import bytes_to_text, describe, float_to_json, json_dumps
-from dt_exporter.transport import Response, Transport
+from dt_exporter.payload import Batch, Body, Encoding
+from dt_exporter.stats import DeliveryStats
+from dt_exporter.text import describe, json_dumps, json_safe
 
 _log = logging.getLogger(__name__)
 
-EVENTS_SCOPE: Final = "events.ingest"
-SECURITY_SCOPE: Final = "openpipeline.events_security.custom"
+EVENTS_SCOPE: Final = _routes.EVENTS_SCOPE
+SECURITY_SCOPE: Final = _routes.SECURITY_SCOPE
 EVENTS_COMPRESSION_ENV_VAR: Final = "DT_EXPORTER_EVENTS_COMPRESSION"
-_JSON: Final = "application/json; charset=utf-8"
-_POLL_S: Final = 0.05
-_MAX_DEPTH: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,113 +129,17 @@ class EventResult:
         return self.outcome == "delivered"
 
 
-# -- watching the attempts of one body (for send_now) ------------------------------------------
-
-
-@dataclass(eq=False)
-class _Watch:
-    data: bytes
-    done: threading.Event = field(default_factory=threading.Event)
-    attempts: int = 0
-    status: int | None = None
-    response: bytes = b""
-    error: str = ""
-
-    @property
-    def last(self) -> str:
-        if self.status is not None:
-            return f"HTTP {self.status}"
-        return self.error or "no answer"
-
-
-class _AttemptLog:
-    """Sees every attempt the sender makes, and marks a watched body's final answer: the
-    sender keeps its verdicts to itself, and `send_now` needs the status and correlation ids."""
-
-    def __init__(self, route: Route) -> None:
-        self._route = route
-        self._lock = threading.Lock()
-        self._watches: dict[int, _Watch] = {}
-
-    def after_fork_in_child(self) -> None:
-        """The parent's waiters are not ours; a lock held at fork time would never be freed."""
-        self._lock = threading.Lock()
-        self._watches = {}
-
-    def watch(self, data: bytes) -> _Watch:
-        watch = _Watch(data)
-        with self._lock:
-            self._watches[id(data)] = watch
-        return watch
-
-    def forget(self, watch: _Watch) -> None:
-        with self._lock:
-            if self._watches.get(id(watch.data)) is watch:
-                del self._watches[id(watch.data)]
-
-    def observe(self, url: str, data: bytes, response: Response | None, error: str) -> None:
-        with self._lock:
-            watch = self._watches.get(id(data))
-        if watch is None or watch.data is not data:
-            return
-        watch.attempts += 1
-        if response is None:
-            watch.status, watch.response, watch.error = None, b"", error
-            return
-        watch.status, watch.response, watch.error = response.status, response.body, ""
-        if self._final(url, response.status):
-            watch.done.set()
-
-    def _final(self, url: str, status: int) -> bool:
-        """Mirrors the sender: retryable answers and a first 404 with a fallback are not."""
-        if status in RETRYABLE_STATUS:
-            return False
-        fallback = self._route.fallback_url
-        return not (status == 404 and fallback is not None and url != fallback)
-
-
-class _ObservedTransport(Transport):
-    def __init__(self, attempts: _AttemptLog, **options: Any) -> None:
-        super().__init__(**options)
-        self._attempts = attempts
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        try:
-            response = super().post(url, body, headers)
-        except TransportError as exc:
-            self._attempts.observe(url, body, None, str(exc))
-            raise
-        self._attempts.observe(url, body, response, "")
-        return response
-
-
 # -- the clients --------------------------------------------------------------------------------
 
 
 class _IngestClient:
-    """A `Sender` with one route, its accounting, and the blocking `send_now` machinery."""
+    """A channel with one route: `send` submits and returns, `send_now` waits on the ticket."""
 
     def __init__(self, config: ExporterConfig, route: Route, encoding: Encoding) -> None:
         self._config = config
         self._route = route
         self._encoding: Encoding = encoding
-        self._accounting = Accounting()
-        self._lock = threading.Lock()
-        self._shut_down = False
-        self._attempts = _AttemptLog(route)
-        attempts = self._attempts
-        self._sender = Sender.for_config(
-            config, route, self._accounting,
-            new_transport=lambda: _ObservedTransport(
-                attempts, timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
-                verify=not config.insecure_skip_tls_verify),
-        )
-        register_fork_hook(self)
-
-    def after_fork_in_child(self) -> None:
-        """The sender resets itself; our own locks must not stay held by a parent's thread."""
-        self._lock = threading.Lock()
-        self._attempts.after_fork_in_child()
+        self._channel = Channel.for_config(config, [route])
 
     @property
     def config(self) -> ExporterConfig:
@@ -254,105 +152,78 @@ class _IngestClient:
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until everything queued is delivered or dropped; False if time ran out."""
-        return self._sender.flush(timeout_s)
+        return self._channel.flush(timeout_s)
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
         """Refuse new events, deliver what is queued within the deadline (default
         `DT_EXPORTER_SHUTDOWN_TIMEOUT`), drop the rest as `shutdown`. True when all went."""
-        with self._lock:
-            if self._shut_down:
-                return True
-            self._shut_down = True
-        return self._sender.shutdown(
-            self._config.shutdown_timeout_s if timeout_s is None else timeout_s
-        )
+        report = self._channel.shutdown(
+            self._config.shutdown_timeout_s if timeout_s is None else timeout_s)
+        return report.drained
 
     def stats(self) -> DeliveryStats:
         """A consistent snapshot: received = delivered + dropped + queued + in flight."""
-        with self._lock, self._sender.transition:
-            records, size = self._sender.queue.depth
-            return self._accounting.snapshot(records, size)
+        return self._channel.stats()
+
+    def record_unsendable(self, reason: str, count: int) -> None:
+        """Count `count` items a caller could not turn into events (for example OpenTelemetry
+        event records that failed to map), so that `stats()` still accounts for them."""
+        if count > 0:
+            self._channel.submit(Batch.refused(count, reason))
 
     def _body(self, data: bytes, records: int) -> Body:
         level = self._config.gzip_level
         return Body(self._route.name, payload.compress(data, self._encoding, level), records,
                     self._encoding)
 
-    def _queue(self, received: int, bodies: Sequence[Body], dropped: Counter[str],
-               truncated: Mapping[str, int]) -> bool:
-        """Account for `received` items and queue `bodies`; False once shut down."""
-        with self._lock:
-            self._accounting.receive(received)
-            if self._shut_down:
-                self._accounting.drop("already_shutdown", received)
-                return False
-            self._accounting.merge(dropped, Counter(truncated))
-            for body in bodies:
-                self._sender.submit(body)
-        return True
-
     def _receipt(self, received: int, bodies: Sequence[Body], dropped: Counter[str],
                  problems: list[str], truncated: Mapping[str, int]) -> SendReceipt:
-        if not self._queue(received, bodies, dropped, truncated):
+        tickets = self._channel.submit(Batch(received, bodies, dropped, truncated))
+        refused = [t.result for t in tickets if t.done() and t.result is not None]
+        if refused and all("already_shutdown" in r.dropped for r in refused) and (
+                len(refused) == len(tickets)):
             return SendReceipt(0, {"already_shutdown": received}, ("the client is shut down",))
         return SendReceipt(sum(b.records for b in bodies), dropped, tuple(problems), truncated)
 
-    def _count_unsendable(self, reason: str, count: int) -> None:
-        with self._lock:
-            self._accounting.receive(count)
-            self._accounting.drop(reason, count)
-
     def _send_and_wait(self, body: Body, timeout_s: float,
                        truncated: Mapping[str, int]) -> EventResult:
-        watch = self._attempts.watch(body.data)
-        try:
-            if not self._queue(1, [body], Counter(), truncated):
-                return EventResult("rejected", "the client is shut down")
-            deadline = time.monotonic() + max(timeout_s, 0.0)
-            while not watch.done.is_set():
-                if self._idle():  # our body was delivered or dropped
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return EventResult(
-                        "undelivered",
-                        f"no final answer within {timeout_s:g} s after {watch.attempts} "
-                        f"attempts (last: {watch.last}); still queued",
-                        watch.status, truncated=truncated)
-                watch.done.wait(min(left, _POLL_S))
-        finally:
-            self._attempts.forget(watch)
-        return self._result(watch, truncated)
+        (ticket,) = self._channel.submit(Batch(1, [body], {}, truncated))
+        result = ticket.wait(max(timeout_s, 0.0))
+        if result is None:
+            last = f"HTTP {ticket.last_status}" if ticket.last_status else (
+                ticket.last_message or "no answer")
+            return EventResult(
+                "undelivered", f"no final answer within {timeout_s:g} s after "
+                f"{ticket.attempts} attempts (last: {last}); still queued",
+                ticket.last_status, truncated=truncated)
+        return self._result(result, truncated)
 
-    def _idle(self) -> bool:
-        """Nothing queued or in flight (the sender answers under its `transition` lock, so a
-        body moving from the queue to the wire is never missed)."""
-        return self._sender.flush(0)
-
-    def _result(self, watch: _Watch, truncated: Mapping[str, int]) -> EventResult:
-        status = watch.status
-        if not watch.done.is_set() or status is None:
-            if watch.attempts == 0:
-                return EventResult("undelivered", "dropped before it was sent (see stats())",
-                                   truncated=truncated)
-            return EventResult("undelivered", f"gave up after {watch.attempts} attempts "
-                               f"(last: {watch.last})", status, truncated=truncated)
-        if 200 <= status < 300:
-            ids, statuses = responses.ingest_results(watch.response)
-            if statuses and "OK" not in statuses:
-                return EventResult("rejected", "Dynatrace refused the event: "
-                                   + ", ".join(sorted(set(statuses))), status, tuple(ids),
-                                   truncated)
+    def _result(self, result: BodyResult, truncated: Mapping[str, int]) -> EventResult:
+        status = result.status
+        if "already_shutdown" in result.dropped:
+            return EventResult("rejected", "the client is shut down", truncated=truncated)
+        if result.delivered:
+            ids, _ = responses.ingest_results(result.response)
             return EventResult("delivered", "", status, tuple(ids), truncated)
+        reason = next(iter(result.dropped), "")
+        if reason == "rejected_by_server":
+            ids, statuses = responses.ingest_results(result.response)
+            return EventResult("rejected", "Dynatrace refused the event: "
+                               + ", ".join(sorted(set(statuses))), status, tuple(ids),
+                               truncated)
+        if reason in ("retry_exhausted", "shutdown", "queue_full", "too_old") or status is None:
+            last = f"HTTP {status}" if status is not None else (result.message or "no answer")
+            if result.attempts == 0:
+                return EventResult("undelivered", f"dropped before it was sent ({reason})",
+                                   truncated=truncated)
+            return EventResult("undelivered", f"gave up after {result.attempts} attempts "
+                               f"(last: {last})", status, truncated=truncated)
         if status == 413:
             return EventResult("rejected", "HTTP 413: too large for the endpoint", status,
                                truncated=truncated)
-        meaning = PERMANENT_MEANING.get(status, "unexpected answer")
-        if status in (401, 403):
-            meaning += f" (this endpoint needs scope {self._route.scope})"
-        detail = responses.server_message(watch.response)
-        return EventResult("rejected", f"HTTP {status}: {meaning}"
-                           + (f" — {detail}" if detail else ""), status, truncated=truncated)
+        return EventResult("rejected", "HTTP " + describe_permanent(
+            self._route, status, result.response).split(" answered ", 1)[1], status,
+            truncated=truncated)
 
 
 class EventsClient(_IngestClient):
@@ -367,26 +238,22 @@ class EventsClient(_IngestClient):
         if events.compression == "gzip" and cfg.endpoint.is_oneagent:
             raise ConfigError(EVENTS_COMPRESSION_ENV_VAR,
                               "the OneAgent local endpoint refuses Content-Encoding")
-        route = Route(
-            name="events", url=cfg.endpoint.events_url, content_type=_JSON, scope=EVENTS_SCOPE,
-            split=payload.split_json_array, count=payload.count_json_array,
-            read_rejections=responses.one_event_rejections, authorization=cfg.authorization,
-        )
-        super().__init__(cfg, route, "gzip" if events.compression == "gzip" else "identity")
+        encoding: Encoding = "gzip" if events.compression == "gzip" else "identity"
+        super().__init__(cfg, _routes.events(cfg), encoding)
 
     def send(self, events: Event | Iterable[Event]) -> SendReceipt:
         """Queue one event or many (one request each) and return at once. Never raises."""
         try:
             items: list[object] = [events] if isinstance(events, Event) else list(events)
         except Exception:
-            self._count_unsendable("invalid_event", 1)
+            self.record_unsendable("invalid_event", 1)
             return SendReceipt(0, {"invalid_event": 1},
                                ("send() takes an Event or an iterable of Events",))
         try:
             bodies, dropped, problems, truncated = self._encode(items)
         except Exception:  # a bug must not reach the application
             _log.exception("dt_exporter: could not encode %d events; dropped", len(items))
-            self._count_unsendable("internal_error", len(items))
+            self.record_unsendable("internal_error", len(items))
             return SendReceipt(0, {"internal_error": len(items)},
                                ("internal error while encoding (logged)",))
         return self._receipt(len(items), bodies, dropped, problems, truncated)
@@ -395,7 +262,7 @@ class EventsClient(_IngestClient):
         """Send one event and wait (at most `timeout_s`) for Dynatrace's answer."""
         bodies, dropped, problems, truncated = self._encode([event], labelled=False)
         if not bodies:
-            self._count_unsendable(next(iter(dropped), "invalid_event"), 1)
+            self.record_unsendable(next(iter(dropped), "invalid_event"), 1)
             return EventResult("rejected", "; ".join(problems), truncated=truncated)
         return self._send_and_wait(bodies[0], timeout_s, truncated)
 
@@ -449,24 +316,20 @@ class SecurityEventsClient(_IngestClient):
             raise ConfigError(
                 "DT_ENDPOINT", "the OneAgent local endpoint has no security-events API; point "
                 "DT_ENDPOINT at the environment (SaaS, Managed or an ActiveGate)")
-        route = Route(
-            name="security", url=cfg.endpoint.security_events_url(name), content_type=_JSON,
-            scope=SECURITY_SCOPE, split=payload.split_json_array,
-            count=payload.count_json_array, read_rejections=responses.nothing_rejected,
-            authorization=cfg.authorization,
-            fallback_url=cfg.endpoint.security_events_url(name, legacy=True),
-        )
-        super().__init__(cfg, route, "gzip" if cfg.compression == "gzip" else "identity")
+        encoding: Encoding = "gzip" if cfg.compression == "gzip" else "identity"
+        super().__init__(cfg, _routes.security(cfg, name), encoding)
         self.endpoint_name = name
 
-    def send(self, events: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> SendReceipt:
-        """Queue one security event or many (batched) and return at once. Never raises."""
+    def send(self, events: Mapping[str, Any] | Iterable[Mapping[str, Any]], *,
+             truncated: Mapping[str, int] | None = None) -> SendReceipt:
+        """Queue one security event or many (batched) and return at once. Never raises.
+        `truncated`: cuts a caller already made to these events (counted in `stats()`)."""
         try:
             items = [events] if isinstance(events, Mapping) else list(events)
-            return self._send_objects(items, Counter())
+            return self._send_objects(items, Counter(truncated or {}))
         except Exception:
             _log.exception("dt_exporter: could not encode security events; dropped")
-            self._count_unsendable("internal_error", 1)
+            self.record_unsendable("internal_error", 1)
             return SendReceipt(0, {"internal_error": 1},
                                ("internal error while encoding (logged)",))
 
@@ -475,7 +338,7 @@ class SecurityEventsClient(_IngestClient):
         bodies, dropped, problems, truncated = self._encode([event], Counter())
         if not bodies:
             reason = next(iter(dropped), "invalid_event")
-            self._count_unsendable(reason, 1)
+            self.record_unsendable(reason, 1)
             return EventResult("rejected", "; ".join(problems) or reason, truncated=truncated)
         return self._send_and_wait(bodies[0], timeout_s, truncated)
 
@@ -521,29 +384,3 @@ def resolve_config(config: ExporterConfig | None, settings: Mapping[str, Any]) -
 def _key(key: object) -> str:
     return key if isinstance(key, str) else describe(key)
 
-
-def json_safe(value: object, depth: int) -> Any:
-    """Any value as JSON types only: never raises; cycles and depth end as text."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)
-    if isinstance(value, float):
-        return float_to_json(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes_to_text(value)
-    if depth > _MAX_DEPTH:
-        return describe(value)
-    if isinstance(value, Mapping):
-        return {_key(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v, depth + 1) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(describe(v) for v in value)
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        try:
-            return str(isoformat())
-        except Exception:  # noqa: S110 - fall through to describe()
-            pass
-    return describe(value)
