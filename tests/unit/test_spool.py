@@ -41,6 +41,7 @@ def mode(path: Path) -> int:
 
 
 def open_fds() -> int:
+    gc.collect()  # a spool another (failed) test left to the collector must not skew the count
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -64,7 +65,7 @@ def without_identity(b: Body) -> tuple[object, ...]:
 # -- permissions and validation -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o000, 0o277])
+@pytest.mark.parametrize("mask", [0o022, 0o000, 0o277], ids=oct)
 def test_directory_parents_and_files_are_private_whatever_the_umask(tmp_path, mask):
     """Under umask 022 (and 000, and 277, which masks the owner's own bits) the spool directory
     and the parents it creates are 0700, its body and lock files 0600."""
@@ -101,7 +102,7 @@ def test_a_path_that_cannot_be_created_is_refused(tmp_path):
     assert "Not a directory" in raised.value.problem
 
 
-@pytest.mark.parametrize("directory_mode", [0o770, 0o720, 0o702, 0o1777])
+@pytest.mark.parametrize("directory_mode", [0o770, 0o720, 0o702, 0o1777], ids=oct)
 def test_a_directory_others_can_write_is_refused_untouched(tmp_path, directory_mode):
     """A directory writable by group or others (sticky or not) is refused before anything is
     created in it or read from it."""
