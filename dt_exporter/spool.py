@@ -17,8 +17,9 @@ No symlink is ever followed. The directory is opened once and every operation is
 that descriptor, so renaming or replacing the path afterwards cannot redirect the spool. Files
 are created with `O_CREAT | O_EXCL | O_NOFOLLOW` under unpredictable temporary names, then renamed
 into place (a rename replaces a planted symlink, it never writes through it). Recovery opens with
-`O_NOFOLLOW | O_NONBLOCK` and reads only regular files owned by the effective uid; anything else
-is renamed aside as `*.foreign`, counted (`Recovered.foreign_files`) and warned about once.
+`O_NOFOLLOW | O_NONBLOCK` and reads only regular files owned by the effective uid with a single
+link (a planted hard link is someone else's file); anything else is renamed aside as
+`*.foreign`, counted (`Recovered.foreign_files`) and warned about once.
 
 Failure. `write()` raises only `SpoolError`, after removing its temporary file: the channel then
 keeps that body in memory only. A body larger than `RLIMIT_FSIZE` is refused before a byte is
@@ -561,7 +562,10 @@ def _list(directory: int) -> list[str]:
 
 
 def _trusted(status: os.stat_result) -> bool:
-    return stat.S_ISREG(status.st_mode) and status.st_uid == os.geteuid()
+    """A regular file of ours with no other name: a hard link planted to someone else's file
+    (root's, when we run as root) would otherwise be read, and chmod-ed through."""
+    return (stat.S_ISREG(status.st_mode) and status.st_uid == os.geteuid()
+            and status.st_nlink == 1)
 
 
 def _rename_aside(name: str, target: str, directory: int) -> bool:

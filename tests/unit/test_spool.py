@@ -385,6 +385,22 @@ def test_planted_symlinks_and_fifos_are_set_aside_unread(tmp_path):
     spool.close()
 
 
+def test_a_planted_hard_link_is_set_aside_and_its_target_left_alone(tmp_path):
+    """A hard link to another of our uid's files (0644, holding a valid body) planted under a
+    dead owner's body name is neither delivered nor chmod-ed: moved aside as *.foreign."""
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o700)
+    target = tmp_path / "config-file"
+    target.write_bytes(spool_file(b'["linked"]', 1))
+    target.chmod(0o644)
+    os.link(target, directory / f"{DEAD}-000000000000.body")
+    spool = Spool(directory, MB)
+    assert spool.recover() == Recovered(foreign_files=1)
+    assert mode(target) == 0o644
+    assert target.read_bytes() == spool_file(b'["linked"]', 1)
+    spool.close()
+
+
 def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args],
                           capture_output=True, text=True, timeout=60, check=False)
