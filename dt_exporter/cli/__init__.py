@@ -24,6 +24,9 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
               "send one event (Events API v2, or a custom security event) and wait for the "
               "answer"),
     "mock": ("dt_exporter.cli.mock", "run a local Dynatrace emulator and print what it receives"),
+    "preflight": ("dt_exporter.cli.preflight",
+                  "check a Collector or Fluent Bit config (variables, endpoint path, CA file, "
+                  "token) before starting it"),
     "send": ("dt_exporter.cli.send",
              "send log lines (JSON Lines, a JSON array or text; gzip ok) to Dynatrace"),
 }
