@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Protocol
 
-from dt_exporter import _forks
+from dt_exporter import _forks, _selflog
 from dt_exporter._routes import Route
 from dt_exporter.buffer import BodyQueue
 from dt_exporter.config import ExporterConfig
@@ -257,6 +257,7 @@ class Channel:
             self._max_queue_bytes = min(max_queue_bytes, spool.max_bytes)
         self._reset_process_state()
         _forks.register(self)
+        _selflog.install()
         if spool is not None:
             self._recover()
             if len(self._queue):
@@ -584,7 +585,8 @@ class Channel:
         url = self._url_overrides.get(route.name, route.url)
         self._accounting.count(requests=1)
         try:
-            response = self._transport.post(url, body.data, headers)
+            with _selflog.sending():  # urllib3's lines about this request are ours
+                response = self._transport.post(url, body.data, headers)
         except TransportError as exc:
             self._log(logging.WARNING, f"transport_{exc.kind}",
                       "dt_exporter could not reach %s (%s); will retry", _host(url), exc)

@@ -1,21 +1,39 @@
-"""`DynatraceLogExporter`: the OpenTelemetry log exporter. Wires mapping, payload and delivery.
+"""`DynatraceLogExporter`: the OpenTelemetry log exporter, a front end of the channel.
 
-`export()` maps, limits, serialises and compresses on the caller's thread (the SDK's batch
-worker, never the application's), queues the finished bodies and returns. It never raises.
+`export()` batches (maps, limits, serialises, compresses) on the caller's thread (the SDK's batch
+worker, never the application's), submits the finished bodies to its channel and returns. It
+never raises.
+
+Flush means delivered. The SDK's `BatchLogRecordProcessor.force_flush` (1.45) exports what it
+holds on the calling thread and returns without calling the exporter's `force_flush`. Two
+things make `LoggerProvider.force_flush()` wait for delivery anyway, through public behaviour:
+- the first `export()` adds a small companion processor to the global SDK `LoggerProvider`
+  (`add_log_record_processor`: "invoked in the same order they are registered", so after the
+  batch processor) whose `force_flush` flushes this exporter within what is left of the
+  provider's deadline;
+- an `export()` that runs inside a `force_flush` on the application's thread (the first flush,
+  before the companion is in place) waits for its records, within that flush's timeout.
+When the SDK starts calling `exporter.force_flush` itself, both become harmless repeats.
+
+Shutdown never takes longer than `DT_EXPORTER_SHUTDOWN_TIMEOUT` (default 5 s): the SDK passes
+its own 30 s; the smaller wins.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
+from typing import Any, Final
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from dt_exporter import _forks, _routes
+from dt_exporter import _forks, _routes, _selflog
 from dt_exporter._batching import OWN_SCOPE_PREFIX, LogBatcher
 from dt_exporter._channel import Channel, ShutdownReport
 from dt_exporter.config import ExporterConfig
@@ -27,7 +45,21 @@ from dt_exporter.stats import Accounting, DeliveryStats
 _log = logging.getLogger(__name__)
 _SUCCESS = LogRecordExportResult.SUCCESS
 _FAILURE = LogRecordExportResult.FAILURE
-__all__ = ["OWN_SCOPE_PREFIX", "DynatraceLogExporter"]
+#: The SDK's batch worker threads are named `OtelBatch{LogRecord,Span}RecordProcessor`.
+_SDK_WORKER_PREFIX: Final = "OtelBatch"
+#: How far up the stack a `force_flush` of the SDK may be (processor → BatchProcessor._export).
+_FLUSH_FRAME_DEPTH: Final = 8
+_DEFAULT_FLUSH_S: Final = 30.0  # the SDK's own default for force_flush
+__all__ = ["OWN_SCOPE_PREFIX", "DynatraceLogExporter", "exporters"]
+
+#: Every exporter created in this process and not yet collected: `dt_exporter.exporters()`.
+_LIVE: weakref.WeakSet[DynatraceLogExporter] = weakref.WeakSet()
+
+
+def exporters() -> list[DynatraceLogExporter]:
+    """The log exporters alive in this process, oldest first: how a zero-code application
+    (`OTEL_LOGS_EXPORTER=dynatrace`) reaches `stats()` without holding the exporter."""
+    return sorted(_LIVE, key=lambda exporter: exporter._created)
 
 
 class DynatraceLogExporter(LogRecordExporter):
@@ -43,6 +75,9 @@ class DynatraceLogExporter(LogRecordExporter):
 
     def __init__(self, *, config: ExporterConfig | None = None, **settings: Any) -> None:
         self._misconfigured = Accounting()
+        self._created = time.monotonic_ns()
+        self._companion_added = False
+        _LIVE.add(self)
         self._shut_down = False
         self._shutdown_lock = threading.Lock()
         _forks.register(self)
@@ -100,7 +135,14 @@ class DynatraceLogExporter(LogRecordExporter):
         if self._shut_down:
             self._channel.submit(Batch.refused(len(batch), "already_shutdown"))
             return _FAILURE
+        _selflog.install()  # OpenTelemetry's logging handler may have come after us
+        if not self._companion_added:
+            self._companion_added = True
+            _add_flush_companion(self)
         self._channel.submit(self._batcher.records(batch, time.time_ns()))
+        flush_s = _enclosing_flush_timeout()
+        if flush_s is not None:  # the SDK flushes on this thread: flush means delivered
+            self._channel.flush(flush_s)
         return _SUCCESS
 
     def stats(self) -> DeliveryStats:
@@ -128,12 +170,17 @@ class DynatraceLogExporter(LogRecordExporter):
             self._shut_down = True
         if self._channel is None or self._config is None:
             return
-        timeout_s = (self._config.shutdown_timeout_s if timeout_millis is None
-                     else timeout_millis / 1000)
+        timeout_s = self._config.shutdown_timeout_s
+        if timeout_millis is not None:  # the SDK passes its own 30 s: the smaller wins
+            timeout_s = min(timeout_s, max(timeout_millis, 0) / 1000)
         report = self._channel.shutdown(timeout_s)
         if report.undelivered:
             _log.warning("dt_exporter shut down with %d records undelivered (%s)",
                          report.undelivered, report.describe())
+        dropped = self._channel.stats().dropped
+        if dropped:
+            _log.warning("dt_exporter: %d records dropped: %s", sum(dropped.values()),
+                         ", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items())))
 
     @property
     def last_shutdown(self) -> ShutdownReport | None:
@@ -142,3 +189,55 @@ class DynatraceLogExporter(LogRecordExporter):
     def __repr__(self) -> str:
         target = self._config.endpoint.base_url if self._config else "disabled"
         return f"DynatraceLogExporter({target!r})"
+
+
+class _FlushCompanion:
+    """A log record processor that only flushes: after the SDK's batch processor has exported
+    what it held, this waits until the exporter has delivered it (see the module docstring)."""
+
+    def __init__(self, exporter: DynatraceLogExporter) -> None:
+        self._exporter = weakref.ref(exporter)
+
+    def on_emit(self, log_record: Any) -> None:
+        pass
+
+    emit = on_emit  # the SDK's older name
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        exporter = self._exporter()
+        return True if exporter is None else exporter.force_flush(timeout_millis)
+
+
+def _add_flush_companion(exporter: DynatraceLogExporter) -> None:
+    """Put a `_FlushCompanion` after the processors of the global SDK LoggerProvider, once."""
+    try:
+        from opentelemetry._logs import get_logger_provider
+        from opentelemetry.sdk._logs import LoggerProvider
+
+        provider = get_logger_provider()
+        if isinstance(provider, LoggerProvider):
+            provider.add_log_record_processor(_FlushCompanion(exporter))  # type: ignore[arg-type]
+    except Exception:  # an SDK that changed shape: flush keeps its old meaning
+        _log.debug("dt_exporter: could not add the flush companion", exc_info=True)
+
+
+def _enclosing_flush_timeout() -> float | None:
+    """Seconds a `force_flush` of the OpenTelemetry SDK up the stack allows, when this export
+    runs inside one on a thread that is not the SDK's batch worker; None otherwise."""
+    if threading.current_thread().name.startswith(_SDK_WORKER_PREFIX):
+        return None
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_FLUSH_FRAME_DEPTH):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "force_flush" and frame.f_globals.get(
+                "__name__", "").startswith("opentelemetry.sdk"):
+            timeout_ms = frame.f_locals.get("timeout_millis")
+            if isinstance(timeout_ms, (int, float)):
+                return max(float(timeout_ms), 0.0) / 1000
+            return _DEFAULT_FLUSH_S
+        frame = frame.f_back
+    return None
