@@ -290,7 +290,7 @@ def test_a_300_mb_answer_costs_the_client_no_memory() -> None:
             peer.add_sent(len(chunk))
 
     with Peer(flood) as peer:
-        result = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        result = subprocess.run(
             [sys.executable, "-c", _CLIENT, peer.url],
             capture_output=True, text=True, timeout=60, check=True,
         )
