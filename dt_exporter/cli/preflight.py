@@ -22,23 +22,16 @@ failure's status.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from dt_exporter.cli._shipper_config import ConfigFileError, Kind, Reading, Target, read_config
-from dt_exporter.cli.check import (
-    EXIT_AUTH,
-    EXIT_CONFIG,
-    EXIT_NETWORK,
-    EXIT_OK,
-    EXIT_TLS,
-    probe,
-    redact_token,
-)
-from dt_exporter.config import ExporterConfig
-from dt_exporter.errors import ConfigError
+if TYPE_CHECKING:
+    from dt_exporter.cli._shipper_config import Kind, Reading, Target
+
+# The reader, `check`'s probe and the configuration are imported where they are used, not here:
+# `dt-exporter preflight --help` (like every command's) imports no other command's module
+# (tests/unit/test_cli_dispatch.py).
 
 TOOL_NAMES: Final = {"collector": "OpenTelemetry Collector", "fluent-bit": "Fluent Bit"}
 #: Proxy variables the Collector and Fluent Bit honour too; the probe goes the same way.
@@ -52,22 +45,21 @@ _STATES: Final = {
     "empty": "SET BUT EMPTY",
     "unset": "NOT SET",
 }
-#: `check`'s sentences name dt_exporter's own variables; what they are called in a config.
-_CONFIG_HINTS: Final[dict[tuple[Kind, int], str]] = {
-    ("collector", EXIT_TLS): "In this config the CA file is the exporter's tls.ca_file "
-                             "(DT_CA_BUNDLE in the shipped configs), not DT_EXPORTER_CA_BUNDLE.",
-    ("fluent-bit", EXIT_TLS): "In this config the CA file is the output's tls.ca_file "
-                              "(DT_CA_BUNDLE in the shipped configs), not DT_EXPORTER_CA_BUNDLE.",
-    ("collector", EXIT_NETWORK): "In this config host and port come from the exporter's "
-                                 "endpoint (DT_ENDPOINT in the shipped configs); the probe's "
-                                 "timeout is --timeout.",
-    ("fluent-bit", EXIT_NETWORK): "In this config host and port are the output's Host and Port "
-                                  "(DT_HOST in the shipped configs); the probe's timeout is "
-                                  "--timeout.",
-    ("collector", EXIT_AUTH): "In this config the token is the exporter's Authorization header "
-                              "(DT_API_TOKEN in the shipped configs).",
-    ("fluent-bit", EXIT_AUTH): "In this config the token is the output's Authorization Header "
-                               "(DT_API_TOKEN in the shipped configs).",
+#: `check`'s sentences name dt_exporter's own variables; what they are called in a config,
+#: by (tool, check's exit status: 3 network, 4 TLS, 5 token).
+_CONFIG_HINTS: Final[dict[tuple[str, int], str]] = {
+    ("collector", 4): "In this config the CA file is the exporter's tls.ca_file "
+                      "(DT_CA_BUNDLE in the shipped configs), not DT_EXPORTER_CA_BUNDLE.",
+    ("fluent-bit", 4): "In this config the CA file is the output's tls.ca_file "
+                       "(DT_CA_BUNDLE in the shipped configs), not DT_EXPORTER_CA_BUNDLE.",
+    ("collector", 3): "In this config host and port come from the exporter's endpoint "
+                      "(DT_ENDPOINT in the shipped configs); the probe's timeout is --timeout.",
+    ("fluent-bit", 3): "In this config host and port are the output's Host and Port (DT_HOST "
+                       "in the shipped configs); the probe's timeout is --timeout.",
+    ("collector", 5): "In this config the token is the exporter's Authorization header "
+                      "(DT_API_TOKEN in the shipped configs).",
+    ("fluent-bit", 5): "In this config the token is the output's Authorization Header "
+                       "(DT_API_TOKEN in the shipped configs).",
 }
 
 
@@ -88,7 +80,11 @@ def add_parser(subparsers: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    env = dict(os.environ)
+    from dt_exporter.cli._shipper_config import ConfigFileError, read_config
+    from dt_exporter.cli.check import EXIT_CONFIG, EXIT_OK
+    from dt_exporter.config import environment
+
+    env = environment()
     try:
         reading = read_config(args.config, env)
     except ConfigFileError as error:
@@ -114,6 +110,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def print_reading(path: Path, reading: Reading, out: TextIO) -> None:
     """The tool, each variable's state (never its value), each target, problems, warnings."""
+    from dt_exporter.cli.check import redact_token
+
     print(f"Pre-flight: {path} ({TOOL_NAMES[reading.kind]})", file=out)
     if reading.variables:
         print("Variables:", file=out)
@@ -140,6 +138,10 @@ def probe_target(
     kind: Kind, target: Target, timeout_s: float, proxy_env: dict[str, str], out: TextIO
 ) -> int:
     """`check`'s harmless request to the target's URL with its token and CA; the exit status."""
+    from dt_exporter.cli.check import EXIT_CONFIG, probe
+    from dt_exporter.config import ExporterConfig
+    from dt_exporter.errors import ConfigError
+
     print(f"\n--- {target.where} ---", file=out)
     try:
         config = ExporterConfig.from_env(
