@@ -6,10 +6,13 @@ Every setting is listed in the README's configuration table with its default.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -230,6 +233,12 @@ class ExporterConfig:
     structure: Literal["raw", "flattened"] | None = None
     spool_dir: str | None = None
     spool_max_bytes: int = 512 * 1024 * 1024
+    event_routes: EventRoutes = field(default_factory=lambda: EventRoutes())
+    events_compression: Compression = "none"
+    #: where each setting came from (see `source`); not part of the value
+    sources: Mapping[str, SettingSource] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
     proxy: ProxySettings = DIRECT
 
     @property
@@ -253,35 +262,101 @@ class ExporterConfig:
         """Resolve keyword overrides, then `env` (default `os.environ`), then defaults."""
         return _Resolver(os.environ if env is None else env, overrides).resolve()
 
+    def source(self, name: str) -> SettingSource:
+        """Where setting `name` came from: a keyword argument, its environment variable, the
+        default, or "derived" (another setting changed the default)."""
+        return _source(self, name, self.sources.get(name))
+
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
         return f"ExporterConfig({shown})"
 
 
-ENV_VARS: Final[dict[str, str]] = {
-    # setting name -> environment variable (the README's configuration table follows this order)
-    "endpoint": "DT_ENDPOINT",
-    "token": "DT_API_TOKEN",
-    "protocol": "DT_EXPORTER_PROTOCOL",
-    "compression": "DT_EXPORTER_COMPRESSION",
-    "gzip_level": "DT_EXPORTER_GZIP_LEVEL",
-    "timeout_s": "DT_EXPORTER_TIMEOUT",
-    "ca_bundle": "DT_EXPORTER_CA_BUNDLE",
-    "insecure_skip_tls_verify": "DT_EXPORTER_INSECURE_SKIP_TLS_VERIFY",
-    "allow_insecure_http": "DT_EXPORTER_ALLOW_INSECURE_HTTP",
-    "limits": "DT_EXPORTER_LIMIT_PROFILE",
-    "max_request_bytes": "DT_EXPORTER_MAX_REQUEST_BYTES",
-    "max_records_per_request": "DT_EXPORTER_MAX_RECORDS_PER_REQUEST",
-    "max_queue_bytes": "DT_EXPORTER_MAX_QUEUE_BYTES",
-    "retry_max_elapsed_s": "DT_EXPORTER_RETRY_MAX_ELAPSED",
-    "backoff_initial_s": "DT_EXPORTER_BACKOFF_INITIAL",
-    "backoff_max_s": "DT_EXPORTER_BACKOFF_MAX",
-    "shutdown_timeout_s": "DT_EXPORTER_SHUTDOWN_TIMEOUT",
-    "structure": "DT_EXPORTER_STRUCTURE",
-    "spool_dir": "DT_EXPORTER_SPOOL_DIR",
-    "spool_max_bytes": "DT_EXPORTER_SPOOL_MAX_BYTES",
-    "proxy": "DT_EXPORTER_PROXY",
-}
+SettingGroup = Literal["exporter", "events", "bridge", "enrichment"]
+#: Where a setting's value came from; "derived": another setting changed its default (OneAgent
+#: turns compression off, OTLP lowers the request size).
+SettingSource = Literal["argument", "environment", "default", "derived"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table: `name` is the keyword argument, `env_var` the variable,
+    `default` the default as the README's configuration table shows it, `description` one line.
+
+    `group` says which object carries the value: `exporter` and `events` are `ExporterConfig`
+    fields, `bridge` are `BridgeConfig`'s; `secret` values are never shown."""
+
+    name: str
+    env_var: str
+    default: str
+    description: str
+    group: SettingGroup = "exporter"
+    secret: bool = False
+
+
+#: Every setting of dt_exporter, in the order of the README's configuration table (a unit test
+#: holds the README to it). Only config.py reads these variables.
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting("endpoint", "DT_ENDPOINT", "unset: OneAgent http://localhost:14499",
+            "environment base URL, or a full ingest URL"),
+    Setting("token", "DT_API_TOKEN", "none",
+            "access token or platform token; not needed for OneAgent", secret=True),
+    Setting("protocol", "DT_EXPORTER_PROTOCOL", "json", "json (log ingest API) or otlp"),
+    Setting("compression", "DT_EXPORTER_COMPRESSION", "gzip (none for OneAgent)",
+            "gzip or none for log bodies"),
+    Setting("gzip_level", "DT_EXPORTER_GZIP_LEVEL", "1", "gzip level, 1 to 9"),
+    Setting("timeout_s", "DT_EXPORTER_TIMEOUT", "10", "seconds per HTTP request"),
+    Setting("ca_bundle", "DT_EXPORTER_CA_BUNDLE", "system CAs", "PEM file of CAs to trust"),
+    Setting("insecure_skip_tls_verify", "DT_EXPORTER_INSECURE_SKIP_TLS_VERIFY", "false",
+            "turn TLS certificate verification off"),
+    Setting("allow_insecure_http", "DT_EXPORTER_ALLOW_INSECURE_HTTP", "false",
+            "allow a token over http:// to a non-loopback host"),
+    Setting("limits", "DT_EXPORTER_LIMIT_PROFILE", "grail", "limit profile: grail or classic"),
+    Setting("max_request_bytes", "DT_EXPORTER_MAX_REQUEST_BYTES", "9500000 JSON, 2000000 OTLP",
+            "uncompressed bytes per request"),
+    Setting("max_records_per_request", "DT_EXPORTER_MAX_RECORDS_PER_REQUEST", "50000",
+            "records per request"),
+    Setting("max_queue_bytes", "DT_EXPORTER_MAX_QUEUE_BYTES", "67108864 (64 MiB)",
+            "bound of the delivery queue, compressed bytes"),
+    Setting("retry_max_elapsed_s", "DT_EXPORTER_RETRY_MAX_ELAPSED", "3600",
+            "seconds one body may be retried"),
+    Setting("backoff_initial_s", "DT_EXPORTER_BACKOFF_INITIAL", "1",
+            "first backoff in seconds, doubling each retry"),
+    Setting("backoff_max_s", "DT_EXPORTER_BACKOFF_MAX", "30", "backoff cap in seconds"),
+    Setting("shutdown_timeout_s", "DT_EXPORTER_SHUTDOWN_TIMEOUT", "5",
+            "seconds shutdown() waits when the SDK gives no deadline"),
+    Setting("structure", "DT_EXPORTER_STRUCTURE", "unset", "raw or flattened (?structure=)"),
+    Setting("spool_dir", "DT_EXPORTER_SPOOL_DIR", "unset", "directory of the disk spool"),
+    Setting("spool_max_bytes", "DT_EXPORTER_SPOOL_MAX_BYTES", "536870912",
+            "size cap of the disk spool"),
+    Setting("proxy", "DT_EXPORTER_PROXY", "HTTPS_PROXY / HTTP_PROXY / NO_PROXY",
+            "forward proxy URL for every request (wins over HTTPS_PROXY), or none", secret=True),
+    Setting("enrichment", "DT_EXPORTER_ENRICHMENT", "true",
+            "read Dynatrace's enrichment files into resource attributes", group="enrichment"),
+    Setting("event_routes", "DT_EXPORTER_EVENT_ROUTES", "unset: every record stays a log",
+            "event name -> events:<TYPE> or security:<endpoint>, comma-separated",
+            group="events"),
+    Setting("events_compression", "DT_EXPORTER_EVENTS_COMPRESSION", "none",
+            "gzip or none for the Events API", group="events"),
+    Setting("span_events_include", "DT_EXPORTER_SPAN_EVENTS_INCLUDE", "all",
+            "span event names the bridge turns into logs, comma-separated", group="bridge"),
+    Setting("span_events_exclude", "DT_EXPORTER_SPAN_EVENTS_EXCLUDE", "none",
+            "span event names never bridged, comma-separated", group="bridge"),
+    Setting("span_events_level", "DT_EXPORTER_SPAN_EVENTS_LEVEL", "INFO",
+            "level of bridged span events other than exceptions", group="bridge"),
+)
+SETTING_BY_NAME: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}
+#: setting name -> environment variable, for every setting.
+ENV_VARS: Final[dict[str, str]] = {s.name: s.env_var for s in SETTINGS}
+#: The settings `ExporterConfig` carries (its keyword arguments).
+_CONFIG_FIELDS: Final = frozenset(s.name for s in SETTINGS if s.group in ("exporter", "events"))
+
+
+def environment() -> dict[str, str]:
+    """A copy of the whole process environment: for `dt-exporter preflight`, which checks the
+    variables another tool (the Collector, Fluent Bit) will read. The library's own settings are
+    read through `SETTINGS`."""
+    return dict(os.environ)
 
 
 def read_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -380,17 +455,24 @@ def is_loopback(host: str) -> bool:
 class _Resolver:
     """kwargs > environment > default, one setting at a time, with errors that name the setting."""
 
-    def __init__(self, env: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
-        unknown = set(overrides) - set(ENV_VARS)
+    def __init__(
+        self, env: Mapping[str, str], overrides: Mapping[str, Any],
+        known: frozenset[str] = _CONFIG_FIELDS,
+    ) -> None:
+        unknown = set(overrides) - known
         if unknown:
             raise ConfigError(", ".join(sorted(unknown)), "unknown setting")
         self._env = env
         self._overrides = overrides
+        self.sources: dict[str, SettingSource] = {}
 
     def _raw(self, name: str) -> Any:
         if name in self._overrides and self._overrides[name] is not None:
+            self.sources[name] = "argument"
             return self._overrides[name]
-        return read_env(ENV_VARS[name], self._env)
+        value = read_env(ENV_VARS[name], self._env)
+        self.sources[name] = "default" if value is None else "environment"
+        return value
 
     def _number(self, name: str, cast: type[int] | type[float], low: float, high: float) -> Any:
         raw = self._raw(name)
@@ -452,7 +534,12 @@ class _Resolver:
         values["spool_dir"] = self._raw("spool_dir")
         values["spool_max_bytes"] = self._number("spool_max_bytes", int, 1024, 2**44)
         values["proxy"] = resolve_proxies(self._env, self._raw("proxy"))
-        config = ExporterConfig(**{k: v for k, v in values.items() if v is not None})
+        if values["proxy"] is not DIRECT and self.sources["proxy"] == "default":
+            self.sources["proxy"] = "environment"  # HTTPS_PROXY and friends
+        values["event_routes"] = self._routes()
+        values["events_compression"] = self._choice("events_compression", ("gzip", "none"))
+        config = ExporterConfig(**{k: v for k, v in values.items() if v is not None},
+                                sources=MappingProxyType(self.sources))
         return _check(config, explicit_compression=values["compression"] is not None,
                       explicit_request_bytes=values["max_request_bytes"] is not None)
 
@@ -467,6 +554,14 @@ class _Resolver:
         if not value or any(ch.isspace() or ord(ch) < 32 for ch in value):
             raise ConfigError("DT_API_TOKEN", "must be one token with no spaces or line breaks")
         return Secret(value)
+
+    def _routes(self) -> EventRoutes | None:
+        raw = self._raw("event_routes")
+        if raw is None or isinstance(raw, EventRoutes):
+            return raw
+        if not isinstance(raw, (str, Mapping)):
+            raise ConfigError(ROUTES_ENV_VAR, "expected pattern=destination rules")
+        return EventRoutes.parse(raw)
 
     def _path(self, name: str) -> str | None:
         raw = self._raw(name)
@@ -493,6 +588,9 @@ def _check(
                 "DT_EXPORTER_COMPRESSION", "the OneAgent local endpoint refuses Content-Encoding"
             )
         config = replace(config, compression="none")
+        if config.events_compression == "gzip":
+            raise ConfigError("DT_EXPORTER_EVENTS_COMPRESSION",
+                              "the OneAgent local endpoint refuses Content-Encoding")
     elif config.token is None:
         raise ConfigError("DT_API_TOKEN", f"required for a {endpoint.kind} endpoint")
     host = urlsplit(endpoint.base_url).hostname or ""
@@ -514,12 +612,153 @@ def _check(
     return config
 
 
+# -- event routing rules (DT_EXPORTER_EVENT_ROUTES) --------------------------------------------
+
+ROUTES_ENV_VAR: Final = "DT_EXPORTER_EVENT_ROUTES"
+RouteTarget = Literal["events", "security"]
+#: The documented `eventType` values of the Events API v2
+#: (https://docs.dynatrace.com/docs/dynatrace-api/environment-api/events-v2/post-event);
+#: `event_model.EventType` has one member per name (a unit test holds them equal).
+EVENT_TYPES: Final = (
+    "AVAILABILITY_EVENT", "CUSTOM_ALERT", "CUSTOM_ANNOTATION", "CUSTOM_CONFIGURATION",
+    "CUSTOM_DEPLOYMENT", "CUSTOM_INFO", "ERROR_EVENT", "MARKED_FOR_TERMINATION",
+    "PERFORMANCE_EVENT", "RESOURCE_CONTENTION_EVENT", "WARNING",
+)
+_GLOB_CHARS: Final = frozenset("*?[")
+#: A custom OpenPipeline endpoint name is one URL path segment.
+_ENDPOINT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
+
+
+def check_endpoint_name(name: str, setting: str = "endpoint_name") -> str:
+    """`name` if it can be a custom security-events endpoint (one path segment); else
+    `ConfigError`."""
+    if not isinstance(name, str) or not _ENDPOINT_NAME.fullmatch(name):
+        raise ConfigError(
+            setting, f"{name!r} is not an endpoint name (letters, digits, '.', '_', '~', '-')"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class EventRoute:
+    """Where records whose event name matches `pattern` (a name or a glob) go instead of log
+    ingest: the Events API as `event_type` (one of `EVENT_TYPES`; an `EventType` is taken too),
+    or a custom security-events endpoint."""
+
+    pattern: str
+    target: RouteTarget
+    event_type: str = "CUSTOM_INFO"
+    endpoint_name: str = ""
+
+    def __post_init__(self) -> None:
+        name = str(getattr(self.event_type, "value", self.event_type))  # an EventType member
+        object.__setattr__(self, "event_type", name)
+
+    @property
+    def is_glob(self) -> bool:
+        return not _GLOB_CHARS.isdisjoint(self.pattern)
+
+    def matches(self, event_name: str) -> bool:
+        if self.is_glob:
+            return fnmatch.fnmatchcase(event_name, self.pattern)
+        return event_name == self.pattern
+
+    @property
+    def destination(self) -> str:
+        """`events:<TYPE>` or `security:<endpoint>`, as written in the setting."""
+        if self.target == "events":
+            return f"events:{self.event_type}"
+        return f"security:{self.endpoint_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRoutes:
+    """The routing rules of `EventRoutingExporter` (setting `event_routes`,
+    `DT_EXPORTER_EVENT_ROUTES`): comma-separated `pattern=destination`, e.g.
+    `deployment=events:CUSTOM_DEPLOYMENT,finding.*=security:my-scanner`.
+
+    Destinations: `events` (CUSTOM_INFO), `events:<EVENT_TYPE>`, `security:<endpoint name>`.
+    An exact name wins over a glob; globs are tried in the order written.
+    """
+
+    routes: tuple[EventRoute, ...] = ()
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *,
+        routes: str | Mapping[str, str] | None = None,
+    ) -> EventRoutes:
+        """`routes` if given, else the `event_routes` setting from `env` (default: the process
+        environment), as `ExporterConfig.from_env` reads it."""
+        raw = routes if routes is not None else read_env(ROUTES_ENV_VAR, env)
+        return cls.parse(raw or "")
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, str]) -> EventRoutes:
+        if isinstance(spec, str):
+            pairs = []
+            for item in spec.split(","):
+                if not item.strip():
+                    continue
+                pattern, sep, destination = item.partition("=")
+                if not sep:
+                    raise ConfigError(ROUTES_ENV_VAR, f"{item.strip()!r}: expected "
+                                      "pattern=events:<TYPE> or pattern=security:<endpoint>")
+                pairs.append((pattern, destination))
+        else:
+            pairs = list(spec.items())
+        routes: list[EventRoute] = []
+        for pattern, destination in pairs:
+            route = _route(pattern.strip(), destination.strip())
+            if any(known.pattern == route.pattern for known in routes):
+                raise ConfigError(ROUTES_ENV_VAR, f"{route.pattern!r} is routed twice")
+            routes.append(route)
+        return cls(tuple(routes))
+
+    def route_for(self, event_name: str | None) -> EventRoute | None:
+        """The rule for `event_name`: its exact rule, else the first matching glob, else None."""
+        if not event_name:
+            return None
+        exact = next((r for r in self.routes if not r.is_glob and r.pattern == event_name), None)
+        if exact is not None:
+            return exact
+        return next((r for r in self.routes if r.is_glob and r.matches(event_name)), None)
+
+    def __str__(self) -> str:
+        return ",".join(f"{r.pattern}={r.destination}" for r in self.routes)
+
+
+def _route(pattern: str, destination: str) -> EventRoute:
+    if not pattern:
+        raise ConfigError(ROUTES_ENV_VAR, f"an empty event name is routed to {destination!r}")
+    target, _, argument = destination.partition(":")
+    target, argument = target.strip().lower(), argument.strip()
+    if target == "events":
+        event_type = argument.upper() or "CUSTOM_INFO"
+        if event_type not in EVENT_TYPES:
+            raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: unknown event type {argument!r}; "
+                              f"expected one of {', '.join(EVENT_TYPES)}")
+        return EventRoute(pattern, "events", event_type=event_type)
+    if target == "security":
+        if not argument:
+            raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: security needs an endpoint name, "
+                              "e.g. security:my-scanner")
+        return EventRoute(pattern, "security",
+                          endpoint_name=check_endpoint_name(argument, ROUTES_ENV_VAR))
+    raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: unknown destination {destination!r}; "
+                      "expected events:<TYPE> or security:<endpoint>")
+
+
+# -- the span-event bridge ---------------------------------------------------------------------
+
 SpanEventLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
-BRIDGE_ENV_VARS: Final[dict[str, str]] = {
-    "include": "DT_EXPORTER_SPAN_EVENTS_INCLUDE",
-    "exclude": "DT_EXPORTER_SPAN_EVENTS_EXCLUDE",
-    "level": "DT_EXPORTER_SPAN_EVENTS_LEVEL",
+#: `BridgeConfig` field (its keyword argument) -> the name of its row in `SETTINGS`.
+BRIDGE_SETTINGS: Final[dict[str, str]] = {
+    "include": "span_events_include",
+    "exclude": "span_events_exclude",
+    "level": "span_events_level",
 }
+BRIDGE_ENV_VARS: Final[dict[str, str]] = {k: ENV_VARS[v] for k, v in BRIDGE_SETTINGS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,32 +768,60 @@ class BridgeConfig:
     include: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
     level: SpanEventLevel = "INFO"
+    #: where each field came from (see `source`); not part of the value
+    sources: Mapping[str, SettingSource] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BridgeConfig:
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, variable in BRIDGE_ENV_VARS.items():
-            raw = overrides.get(name)
-            if raw is None:
-                raw = read_env(variable, source)
-            if raw is None:
-                continue
-            if name == "level":
-                level = str(raw).strip().upper()
-                level = "WARN" if level == "WARNING" else level
-                if level not in ("DEBUG", "INFO", "WARN", "ERROR"):
-                    raise ConfigError(variable, "expected DEBUG, INFO, WARN or ERROR")
-                values[name] = level
-            else:
-                names = raw.split(",") if isinstance(raw, str) else list(raw)
-                values[name] = frozenset(n.strip() for n in names if n.strip())
-        unknown = set(overrides) - set(BRIDGE_ENV_VARS)
+        """Keyword overrides (`include`, `exclude`, `level`), then `env` (default `os.environ`),
+        then defaults, as `ExporterConfig.from_env` resolves its settings."""
+        unknown = set(overrides) - set(BRIDGE_SETTINGS)
         if unknown:
             raise ConfigError(", ".join(sorted(unknown)), "unknown setting")
-        return cls(**values)
+        resolver = _Resolver(
+            os.environ if env is None else env,
+            {BRIDGE_SETTINGS[k]: v for k, v in overrides.items()},
+            known=frozenset(BRIDGE_SETTINGS.values()),
+        )
+        values: dict[str, Any] = {}
+        for name in ("include", "exclude"):
+            raw = resolver._raw(BRIDGE_SETTINGS[name])
+            if raw is not None:
+                names = raw.split(",") if isinstance(raw, str) else list(raw)
+                values[name] = frozenset(str(n).strip() for n in names if str(n).strip())
+        raw = resolver._raw("span_events_level")
+        if raw is not None:
+            level = str(raw).strip().upper()
+            level = "WARN" if level == "WARNING" else level
+            if level not in ("DEBUG", "INFO", "WARN", "ERROR"):
+                raise ConfigError(BRIDGE_ENV_VARS["level"], "expected DEBUG, INFO, WARN or ERROR")
+            values["level"] = level
+        sources = {field: resolver.sources[row] for field, row in BRIDGE_SETTINGS.items()}
+        return cls(**values, sources=MappingProxyType(sources))
+
+    def source(self, name: str) -> SettingSource:
+        """Where field `name` (`include`, `exclude`, `level`) came from."""
+        return _source(self, name, self.sources.get(name))
 
     def wants(self, event_name: str) -> bool:
         if event_name in self.exclude:
             return False
         return not self.include or event_name in self.include
+
+
+def _source(
+    config: ExporterConfig | BridgeConfig, name: str, recorded: SettingSource | None
+) -> SettingSource:
+    value = getattr(config, name)
+    spec = next(f for f in fields(config) if f.name == name)
+    if spec.default_factory is not MISSING:
+        default: Any = spec.default_factory()
+    else:
+        default = spec.default  # MISSING (the endpoint) equals no value
+    if recorded is None:  # built directly, not by from_env
+        return "default" if value == default else "argument"
+    if recorded != "default":
+        return recorded
+    return "default" if default is MISSING or value == default else "derived"

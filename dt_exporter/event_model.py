@@ -25,27 +25,30 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import fnmatch
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, TypeAlias
 
-import orjson
 from opentelemetry.sdk._logs import ReadableLogRecord
 
-from dt_exporter.config import read_env
-from dt_exporter.errors import ConfigError, DtExporterError
+# The routing rules are a setting: config.py parses DT_EXPORTER_EVENT_ROUTES into them.
+from dt_exporter.config import ROUTES_ENV_VAR as ROUTES_ENV_VAR
+from dt_exporter.config import EventRoute as EventRoute
+from dt_exporter.config import EventRoutes as EventRoutes
+from dt_exporter.config import RouteTarget as RouteTarget
+from dt_exporter.config import check_endpoint_name as check_endpoint_name
+from dt_exporter.errors import DtExporterError
 from dt_exporter.limits import (
     EVENT_MAX_KEY_CHARS,
     EVENT_MAX_PROPERTIES,
     EVENT_MAX_VALUE_CHARS,
+    GRAIL,
     TRUNCATION_MARKER,
 )
 from dt_exporter.mapping import JsonObject, RecordMapper
-from dt_exporter.text import bytes_to_text, describe, float_to_json
+from dt_exporter.text import bytes_to_text, describe, float_to_json, json_text
 
 PropertyValue: TypeAlias = "str | int | float | bool"
 
@@ -282,130 +285,7 @@ def fit(event: Event) -> tuple[Event, Mapping[str, int]]:
     return replace(event, properties=properties, timeout_minutes=timeout), dict(changes)
 
 
-# -- routing OpenTelemetry event records ------------------------------------------------------
-
-ROUTES_ENV_VAR: Final = "DT_EXPORTER_EVENT_ROUTES"
-RouteTarget: TypeAlias = Literal["events", "security"]
-_GLOB_CHARS: Final = frozenset("*?[")
-#: A custom OpenPipeline endpoint name is one URL path segment.
-_ENDPOINT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
-
-
-def check_endpoint_name(name: str, setting: str = "endpoint_name") -> str:
-    """`name` if it can be a custom security-events endpoint (one path segment); else
-    `ConfigError`."""
-    if not isinstance(name, str) or not _ENDPOINT_NAME.fullmatch(name):
-        raise ConfigError(
-            setting, f"{name!r} is not an endpoint name (letters, digits, '.', '_', '~', '-')"
-        )
-    return name
-
-
-@dataclass(frozen=True, slots=True)
-class EventRoute:
-    """Where records whose event name matches `pattern` (a name or a glob) go instead of log
-    ingest: the Events API as `event_type`, or a custom security-events endpoint."""
-
-    pattern: str
-    target: RouteTarget
-    event_type: EventType = EventType.CUSTOM_INFO
-    endpoint_name: str = ""
-
-    @property
-    def is_glob(self) -> bool:
-        return not _GLOB_CHARS.isdisjoint(self.pattern)
-
-    def matches(self, event_name: str) -> bool:
-        if self.is_glob:
-            return fnmatch.fnmatchcase(event_name, self.pattern)
-        return event_name == self.pattern
-
-    @property
-    def destination(self) -> str:
-        """`events:<TYPE>` or `security:<endpoint>`, as written in the setting."""
-        if self.target == "events":
-            return f"events:{self.event_type.value}"
-        return f"security:{self.endpoint_name}"
-
-
-@dataclass(frozen=True, slots=True)
-class EventRoutes:
-    """The routing rules of `EventRoutingExporter`, from `DT_EXPORTER_EVENT_ROUTES`:
-    comma-separated `pattern=destination`, e.g.
-    `deployment=events:CUSTOM_DEPLOYMENT,finding.*=security:my-scanner`.
-
-    Destinations: `events` (CUSTOM_INFO), `events:<EVENT_TYPE>`, `security:<endpoint name>`.
-    An exact name wins over a glob; globs are tried in the order written.
-    """
-
-    routes: tuple[EventRoute, ...] = ()
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *,
-        routes: str | Mapping[str, str] | None = None,
-    ) -> EventRoutes:
-        """`routes` if given, else `DT_EXPORTER_EVENT_ROUTES` from `env` (default: os.environ)."""
-        if routes is not None:
-            return cls.parse(routes)
-        return cls.parse(read_env(ROUTES_ENV_VAR, env) or "")
-
-    @classmethod
-    def parse(cls, spec: str | Mapping[str, str]) -> EventRoutes:
-        if isinstance(spec, str):
-            pairs = []
-            for item in spec.split(","):
-                if not item.strip():
-                    continue
-                pattern, sep, destination = item.partition("=")
-                if not sep:
-                    raise ConfigError(ROUTES_ENV_VAR, f"{item.strip()!r}: expected "
-                                      "pattern=events:<TYPE> or pattern=security:<endpoint>")
-                pairs.append((pattern, destination))
-        else:
-            pairs = list(spec.items())
-        routes: list[EventRoute] = []
-        for pattern, destination in pairs:
-            route = _route(pattern.strip(), destination.strip())
-            if any(known.pattern == route.pattern for known in routes):
-                raise ConfigError(ROUTES_ENV_VAR, f"{route.pattern!r} is routed twice")
-            routes.append(route)
-        return cls(tuple(routes))
-
-    def route_for(self, event_name: str | None) -> EventRoute | None:
-        """The rule for `event_name`: its exact rule, else the first matching glob, else None."""
-        if not event_name:
-            return None
-        exact = next((r for r in self.routes if not r.is_glob and r.pattern == event_name), None)
-        if exact is not None:
-            return exact
-        return next((r for r in self.routes if r.is_glob and r.matches(event_name)), None)
-
-    def __str__(self) -> str:
-        return ",".join(f"{r.pattern}={r.destination}" for r in self.routes)
-
-
-def _route(pattern: str, destination: str) -> EventRoute:
-    if not pattern:
-        raise ConfigError(ROUTES_ENV_VAR, f"an empty event name is routed to {destination!r}")
-    target, _, argument = destination.partition(":")
-    target, argument = target.strip().lower(), argument.strip()
-    if target == "events":
-        try:
-            event_type = EventType(argument.upper() or EventType.CUSTOM_INFO.value)
-        except ValueError:
-            raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: unknown event type {argument!r}; "
-                              f"expected one of {', '.join(t.value for t in EventType)}") from None
-        return EventRoute(pattern, "events", event_type=event_type)
-    if target == "security":
-        if not argument:
-            raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: security needs an endpoint name, "
-                              "e.g. security:my-scanner")
-        return EventRoute(pattern, "security",
-                          endpoint_name=check_endpoint_name(argument, ROUTES_ENV_VAR))
-    raise ConfigError(ROUTES_ENV_VAR, f"{pattern}: unknown destination {destination!r}; "
-                      "expected events:<TYPE> or security:<endpoint>")
-
+# -- OpenTelemetry event records ----------------------------------------------------------------
 
 #: Attributes that set an event's fields rather than becoming properties.
 TITLE_ATTRIBUTE: Final = "event.title"
@@ -416,10 +296,12 @@ _CONTROL_ATTRIBUTES: Final = frozenset({TITLE_ATTRIBUTE, ENTITY_SELECTOR_ATTRIBU
 #: Resource attributes copied into an event's properties (the record's own attributes win).
 RESOURCE_PROPERTIES: Final = ("service.name", "service.namespace", "service.version",
                               "deployment.environment.name", "deployment.environment")
-_MAX_DEPTH: Final = 5
+#: Mappings nested deeper than this become JSON text, as in the log mapping (`max_nesting_depth`,
+#: 5 in both limit profiles).
+_FLATTEN_DEPTH: Final = GRAIL.max_nesting_depth
 
 
-def event_from_record(record: ReadableLogRecord, event_type: EventType) -> Event:
+def event_from_record(record: ReadableLogRecord, event_type: EventType | str) -> Event:
     """An OpenTelemetry event record as an Events API event (the table in docs/events.md).
 
     title: the `event.title` attribute, else the event name; startTime: the record's timestamp
@@ -453,7 +335,7 @@ def event_from_record(record: ReadableLogRecord, event_type: EventType) -> Event
     timeout = attributes.get(TIMEOUT_ATTRIBUTE)
     timestamp = lr.timestamp or lr.observed_timestamp
     return Event(
-        event_type,
+        EventType(event_type),
         title if isinstance(title, str) and title.strip() else name,
         start_time_ms=timestamp // 1_000_000 if timestamp else None,
         timeout_minutes=timeout if isinstance(timeout, int) and not isinstance(timeout, bool)
@@ -467,8 +349,8 @@ def _flatten_into(out: dict[str, PropertyValue], key: str, value: object, depth:
     if value is None:
         return
     if isinstance(value, Mapping):
-        if depth > _MAX_DEPTH:
-            out[key] = _json_text(value)
+        if depth > _FLATTEN_DEPTH:
+            out[key] = json_text(value)
             return
         for sub_key, sub_value in value.items():
             _flatten_into(out, f"{key}.{sub_key}", sub_value, depth + 1)
@@ -478,7 +360,7 @@ def _flatten_into(out: dict[str, PropertyValue], key: str, value: object, depth:
     elif isinstance(value, (bytes, bytearray, memoryview)):
         out[key] = bytes_to_text(value)
     elif isinstance(value, (list, tuple, set, frozenset)):
-        out[key] = _json_text(value)
+        out[key] = json_text(value)
     elif isinstance(value, (dt.datetime, dt.date, dt.time)):
         out[key] = value.isoformat()
     else:
@@ -492,15 +374,7 @@ def _body_text(body: object) -> str:
         return body
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes_to_text(body)
-    return _json_text(body)
-
-
-def _json_text(value: object) -> str:
-    """Compact JSON text for any value, never raising."""
-    try:
-        return orjson.dumps(value, default=describe, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (orjson.JSONEncodeError, TypeError):  # a cycle, a huge int, a lone surrogate
-        return describe(value)
+    return json_text(body)
 
 
 def security_event_from_record(record: ReadableLogRecord, mapper: RecordMapper) -> JsonObject:

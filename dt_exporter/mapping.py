@@ -19,7 +19,6 @@ sorted lists; a cycle as the string `<cyclic>`. Every cut is counted in `truncat
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
@@ -32,11 +31,16 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from dt_exporter.limits import LimitProfile
 from dt_exporter.text import (
+    CYCLIC,
+    JSON_INT_MAX,
+    JSON_INT_MIN,
     bytes_to_text,
     describe,
     float_to_json,
     int_text,
     json_dumps,
+    json_tree,
+    scalar_text,
     scrub,
     truncate_utf8,
     utf8_len,
@@ -68,13 +72,8 @@ LEVEL_BY_SEVERITY: Final = {s: _LEVEL_BY_NUMBER.get(s.value) for s in SeverityNu
 SPECIAL_KEYS: Final = frozenset({"content", "timestamp", "loglevel", "trace_id", "span_id"})
 #: Attributes the mapper adds after the record's own: kept out of the attribute budget's reach.
 RESERVED_ATTRIBUTES: Final = 4
-_CYCLIC: Final = "<cyclic>"
-_TOO_DEEP: Final = "<nested too deep>"
-#: Depth past which JSON text of a body or a deep value is cut: orjson refuses beyond ~255 and
-#: Python's recursion limit lies near 1,000; no log needs more.
-_MAX_JSON_DEPTH: Final = 64
-INT_MIN: Final = -(2**63)
-INT_MAX: Final = 2**64 - 1
+INT_MIN: Final = JSON_INT_MIN
+INT_MAX: Final = JSON_INT_MAX
 _CACHE_SIZE: Final = 256
 _KEY_CACHE_SIZE: Final = 4096
 
@@ -286,7 +285,7 @@ class RecordMapper:
         """Nested mappings become dotted keys; anything else one JSON-safe value."""
         if isinstance(value, Mapping):
             if id(value) in path:
-                out[key] = _CYCLIC
+                out[key] = CYCLIC
                 self.truncations["cyclic"] += 1
                 return
             if depth > self.limits.max_nesting_depth:
@@ -315,7 +314,7 @@ class RecordMapper:
         if isinstance(value, (list, tuple, Set)):
             if id(value) in path:
                 self.truncations["cyclic"] += 1
-                return _CYCLIC
+                return CYCLIC
             items = sorted(map(describe, value)) if isinstance(value, Set) else list(value)
             limit = self.limits.max_values_per_attribute
             if len(items) > limit:
@@ -323,14 +322,14 @@ class RecordMapper:
                 self.truncations["array"] += 1
             inner = (*path, id(value))
             return [self._element(item, inner) for item in items]
-        return self._text(_scalar_text(value))
+        return self._text(scalar_text(value))
 
     def _element(self, item: object, path: tuple[int, ...]) -> Any:
         """Array elements are scalars; a nested container becomes its JSON text."""
         if isinstance(item, (Mapping, list, tuple, Set)):
             if id(item) in path:
                 self.truncations["cyclic"] += 1
-                return _CYCLIC
+                return CYCLIC
             return self._text(self.json_text(item))
         return self._value(item, path)
 
@@ -361,8 +360,9 @@ class RecordMapper:
         return cut
 
     def json_text(self, value: object) -> str:
-        """Any value as compact JSON text, never raising (cycles become "<cyclic>")."""
-        tree, cut = _json_tree(value, ())
+        """Any value as compact JSON text by `text.json_tree`'s rules, never raising; a cut for
+        depth counts as `nesting`, scrubbed lone surrogates as `invalid_unicode`."""
+        tree, cut = json_tree(value)
         if cut:
             self.truncations["nesting"] += 1
         data, scrubbed = json_dumps(tree)
@@ -373,46 +373,3 @@ class RecordMapper:
 
 def _key_text(key: object) -> str:
     return key if isinstance(key, str) else describe(key)
-
-
-def _scalar_text(value: object) -> str:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    return describe(value)
-
-
-def _json_tree(value: object, path: tuple[int, ...]) -> tuple[Any, bool]:
-    """A structure orjson can serialise: JSON types only, no cycles, no huge ints, no NaN, and
-    no deeper than `_MAX_JSON_DEPTH` (beyond it: the string `<nested too deep>`). Also says
-    whether anything had to be cut for depth."""
-    cut = False
-
-    def tree(value: object, path: tuple[int, ...]) -> Any:
-        nonlocal cut
-        if len(path) >= _MAX_JSON_DEPTH and isinstance(value, (Mapping, list, tuple, Set)):
-            cut = True
-            return _TOO_DEEP
-        return _json_node(value, path, tree)
-
-    return tree(value, path), cut
-
-
-def _json_node(value: object, path: tuple[int, ...], tree: Any) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value if INT_MIN <= value <= INT_MAX else int_text(value)
-    if isinstance(value, float):
-        return float_to_json(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes_to_text(value)
-    if isinstance(value, (Mapping, list, tuple, Set)):
-        if id(value) in path:
-            return _CYCLIC
-        inner = (*path, id(value))
-        if isinstance(value, Mapping):
-            return {_key_text(k): tree(v, inner) for k, v in value.items()}
-        if isinstance(value, Set):
-            return sorted(map(describe, value))
-        return [tree(v, inner) for v in value]
-    return _scalar_text(value)

@@ -4,15 +4,19 @@ Rules (documented in the README, "Bad input"):
 - lone surrogates (from `surrogateescape` or broken sources) become U+FFFD;
 - text longer than a limit is cut on a UTF-8 character boundary and ends with `[TRUNCATED]`;
 - an object is described by `str()`, then `repr()`, then `<unrepresentable TypeName>`:
-  describing a value never raises.
+  describing a value never raises;
+- `json_tree` is the one converter of any value to JSON types (the log mapping, the events and
+  the security events use it; only the OTLP encoder, another wire format, has its own).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import math
 import re
-from typing import Final
+from collections.abc import Mapping, Set
+from typing import Any, Final
 
 import orjson
 
@@ -20,6 +24,17 @@ from dt_exporter.limits import TRUNCATION_MARKER
 
 _SURROGATES: Final = re.compile("[\ud800-\udfff]")
 _MARKER_BYTES: Final = len(TRUNCATION_MARKER.encode())
+#: How many containers deep `json_tree` goes; a container deeper than this becomes `TOO_DEEP`.
+#: The reason for 64: orjson refuses documents nested more than 255 levels, and `json_tree`
+#: recurses once per level in Python, from inside an application's own call stack (the default
+#: recursion limit is 1,000), so the limit must stay well under both; 64 is far more than any log
+#: or event carries (attributes are flattened to dotted keys beyond `max_nesting_depth`, 5).
+JSON_MAX_DEPTH: Final = 64
+CYCLIC: Final = "<cyclic>"
+TOO_DEEP: Final = "<nested too deep>"
+#: The integers Dynatrace keeps as numbers (signed and unsigned 64 bits); others become text.
+JSON_INT_MIN: Final = -(2**63)
+JSON_INT_MAX: Final = 2**64 - 1
 
 
 def scrub(text: str) -> str:
@@ -104,3 +119,68 @@ def _scrubbed(value: object) -> object:
     if isinstance(value, list):
         return [_scrubbed(v) for v in value]
     return value
+
+
+def scalar_text(value: object) -> str:
+    """Text for a value JSON has no type for: ISO 8601 for datetimes, dates and times, else
+    `describe`."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return describe(value)
+
+
+def json_tree(value: object, depth: int = 0) -> tuple[Any, bool]:
+    """`value` as JSON types only (dicts with str keys, lists, str, int, float, bool, None),
+    which `json_dumps` always serialises; and whether a part had to be cut for depth.
+    Never raises.
+
+    Rules: ints outside 64 bits become their decimal text (`int_text`); NaN and infinities
+    strings (`float_to_json`); bytes base64; non-str keys `describe`d; tuples lists; sets sorted
+    lists of `describe`d members; datetimes ISO 8601, other objects `describe`d; a container
+    inside itself `CYCLIC`; a container `JSON_MAX_DEPTH` containers deep `TOO_DEEP` (`depth`:
+    how many containers already lie around `value`). Lone surrogates stay: `json_dumps` scrubs.
+    """
+    cut = False
+    active: set[int] = set()
+
+    def node(value: object, level: int) -> Any:
+        nonlocal cut
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int):
+            return value if JSON_INT_MIN <= value <= JSON_INT_MAX else int_text(value)
+        if isinstance(value, float):
+            return float_to_json(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes_to_text(value)
+        if not isinstance(value, (Mapping, list, tuple, Set)):
+            return scalar_text(value)
+        if level >= JSON_MAX_DEPTH:
+            cut = True
+            return TOO_DEEP
+        if isinstance(value, Set):
+            return sorted(map(describe, value))
+        key = id(value)
+        if key in active:
+            return CYCLIC
+        active.add(key)
+        try:
+            if isinstance(value, Mapping):
+                return {k if isinstance(k, str) else describe(k): node(v, level + 1)
+                        for k, v in value.items()}
+            return [node(v, level + 1) for v in value]
+        finally:
+            active.discard(key)
+
+    return node(value, depth), cut
+
+
+def json_safe(value: object, depth: int = 0) -> Any:
+    """`value` as JSON types only, by `json_tree`'s rules (without saying what was cut)."""
+    return json_tree(value, depth)[0]
+
+
+def json_text(value: object) -> str:
+    """Compact JSON text of any value by `json_tree`'s rules (lone surrogates as U+FFFD); never
+    raises."""
+    return json_dumps(json_tree(value)[0])[0].decode()

@@ -1,9 +1,11 @@
 """`dt-exporter check`: show the effective configuration and test it against Dynatrace.
 
-Prints every setting with its source (env or default; the token shown only by its public
-prefix), the kind of endpoint, then sends one harmless request: an empty JSON array `[]` to the
-logs ingest URL (an empty OTLP request with DT_EXPORTER_PROTOCOL=otlp), which ingests nothing
-yet proves reachability, TLS, the token and its `logs.ingest` scope. No redirects are followed.
+Prints every setting (the table below) with its value and its source: environment, default,
+or derived (another setting changed the default); the token is shown only by its public prefix,
+a proxy without its password. Then the kind of endpoint, then sends one harmless request: an
+empty JSON array `[]` to the logs ingest URL (an empty OTLP request with
+DT_EXPORTER_PROTOCOL=otlp), which ingests nothing yet proves reachability, TLS, the token and its
+`logs.ingest` scope. No redirects are followed.
 
 Exit status: 0 ok, 2 configuration, 3 network, 4 TLS, 5 token (401/403), 6 other HTTP answer.
 """
@@ -11,17 +13,26 @@ Exit status: 0 ok, 2 configuration, 3 network, 4 TLS, 5 token (401/403), 6 other
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import re
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
-from dt_exporter.config import ENV_VARS, ExporterConfig, read_env
+from dt_exporter.config import (
+    BRIDGE_SETTINGS,
+    SETTINGS,
+    BridgeConfig,
+    EventRoutes,
+    ExporterConfig,
+    ProxySettings,
+    Secret,
+    Setting,
+    SettingSource,
+    read_env,
+    redact_url,
+)
 from dt_exporter.errors import ConfigError, TransportError
 from dt_exporter.responses import server_message
 from dt_exporter.retry import PERMANENT_MEANING
@@ -53,8 +64,16 @@ def add_parser(subparsers: Any, name: str) -> None:
         name,
         help="print the effective configuration and test endpoint, TLS and token",
         description=__doc__,
+        epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def settings_help() -> str:
+    """The settings table for `--help`: variable, default, meaning."""
+    width = max(len(s.env_var) for s in SETTINGS)
+    rows = [f"  {s.env_var:<{width}}  {s.description} (default: {s.default})" for s in SETTINGS]
+    return "settings (keyword arguments > environment > defaults):\n" + "\n".join(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +84,15 @@ class Verdict:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    env = os.environ
     try:
         config = ExporterConfig.from_env()
+        bridge = BridgeConfig.from_env()
     except ConfigError as error:  # names the setting, never the value
         print(f"Configuration error: {error}", file=out)
         print("Fix the variable named above (see `dt-exporter check --help` and the README's "
               "configuration table), then run check again.", file=out)
         return EXIT_CONFIG
-    print_configuration(config, env, out)
+    print_configuration(config, bridge, out)
     verdict = probe(config, out)
     print(f"\nResult: {verdict.headline}", file=out)
     if verdict.sentence:
@@ -90,40 +109,61 @@ def redact_token(value: str) -> str:
     return "…(redacted)"
 
 
-def print_configuration(config: ExporterConfig, env: Mapping[str, str], out: TextIO) -> None:
-    defaults = {f.name: f for f in dataclasses.fields(ExporterConfig)}
+def print_configuration(config: ExporterConfig, bridge: BridgeConfig, out: TextIO) -> None:
+    """Every row of `config.SETTINGS`: variable, value (secrets redacted), source."""
     print("Effective configuration:", file=out)
-    width = max(len(v) for v in ENV_VARS.values())
-    for name, variable in ENV_VARS.items():
-        value = getattr(config, name)
-        if read_env(variable, env) is not None:
-            source = "env"
-        elif name == "endpoint" or value == _default(defaults[name]):
-            source = "default"
-        else:
-            source = "derived"  # set by another setting (e.g. OneAgent: no compression)
-        print(f"  {variable:<{width}}  {_show(name, value):<44} ({source})", file=out)
+    width = max(len(s.env_var) for s in SETTINGS)
+    for setting in SETTINGS:
+        value, source = setting_value(setting, config, bridge)
+        print(f"  {setting.env_var:<{width}}  {_show(setting, value):<44} ({source})", file=out)
     endpoint = config.endpoint
     print(f"\nEndpoint kind: {KIND_NAMES[endpoint.kind]} ({endpoint.base_url})", file=out)
     print(f"Logs ingest URL: {config.logs_url}", file=out)
 
 
-def _default(field: dataclasses.Field[Any]) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
+def setting_value(
+    setting: Setting, config: ExporterConfig, bridge: BridgeConfig
+) -> tuple[object, SettingSource]:
+    """The effective value of one setting and where it came from."""
+    if setting.group == "bridge":
+        name = next(f for f, row in BRIDGE_SETTINGS.items() if row == setting.name)
+        return getattr(bridge, name), bridge.source(name)
+    if setting.group in ("exporter", "events"):
+        return getattr(config, setting.name), config.source(setting.name)
+    raw = read_env(setting.env_var)  # resolved where it is used (enrichment): show what is set
+    return (setting.default, "default") if raw is None else (raw, "environment")
 
 
-def _show(name: str, value: Any) -> str:
+def _show(setting: Setting, value: object) -> str:
+    name = setting.name
     if value is None:
         return "(not set)"
-    if name == "token":
-        return redact_token(value.reveal())
+    if isinstance(value, Secret):
+        return redact_token(value.reveal()) if name == "token" else "…(redacted)"
+    if setting.secret and not isinstance(value, ProxySettings):
+        return "…(redacted)"
+    if isinstance(value, ProxySettings):
+        return _show_proxy(value)
     if name == "endpoint":
-        return str(value.base_url)
+        return str(getattr(value, "base_url", value))
     if name == "limits":
-        return str(value.name)
+        return str(getattr(value, "name", value))
+    if isinstance(value, EventRoutes):
+        return str(value) or "(none)"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value)) or ("(all)" if name == "span_events_include" else "(none)")
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _show_proxy(proxy: ProxySettings) -> str:
+    """Each proxy URL without its password, and the variable it came from."""
+    shown = [f"{scheme} {redact_url(url.reveal())} ({source})"
+             for scheme, url, source in (("https", proxy.https, proxy.https_source),
+                                         ("http", proxy.http, proxy.http_source))
+             if url is not None]
+    if proxy.no_proxy:
+        shown.append(f"no_proxy {','.join(proxy.no_proxy)}")
+    return "; ".join(shown) or "(none)"
 
 
 def probe(config: ExporterConfig, out: TextIO) -> Verdict:

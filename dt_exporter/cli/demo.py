@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from contextlib import ExitStack
 from typing import Any, TextIO
 
 from opentelemetry.trace import Status, StatusCode
 
-from dt_exporter.config import ENV_VARS
+from dt_exporter.config import ENV_VARS, read_env
 from dt_exporter.setup import setup_dynatrace
 
 _WORKLOAD_LOGGER = "shop.checkout"
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     with ExitStack() as stack:
         settings: dict[str, Any] = {}
         emulator = None
-        if not os.environ.get(ENV_VARS["endpoint"]):
+        if read_env(ENV_VARS["endpoint"]) is None:
             from dt_exporter.testing import DynatraceEmulator
 
             emulator = stack.enter_context(DynatraceEmulator())
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if emulator is not None:
             _print_records(emulator.records, out)
         else:
-            print(f"Sent to {os.environ[ENV_VARS['endpoint']]}", file=out)
+            print(f"Sent to {read_env(ENV_VARS['endpoint'])}", file=out)
         print(
             f"\nDelivery: received {stats.received}, delivered {stats.delivered}, "
             f"dropped {dict(stats.dropped) or 0}, truncated {dict(stats.truncated) or 0}, "

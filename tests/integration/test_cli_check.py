@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trustme
 
+from dt_exporter.config import SETTINGS
 from dt_exporter.testing import DynatraceEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def check(**env: str) -> subprocess.CompletedProcess[str]:
     """Run `dt-exporter check` with exactly these DT_* variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DT_", "OTEL_"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DT_", "OTEL_")) and not k.lower().endswith("_proxy")}
     result = subprocess.run(
         [sys.executable, "-m", "dt_exporter", "check"],
         cwd=REPO, capture_output=True, text=True, timeout=60, env={**clean, **env},
@@ -39,6 +41,17 @@ def check(**env: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def settings_rows(out: str) -> dict[str, tuple[str, str]]:
+    """The "Effective configuration" table of check's output: variable -> (value, source)."""
+    table = out.split("Effective configuration:\n", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        variable, rest = line.split(None, 1)
+        value, _, source = rest.rstrip().rpartition(" (")
+        rows[variable] = (value.strip(), source.rstrip(")"))
+    return rows
+
+
 def test_ok_against_the_emulator(dynatrace: DynatraceEmulator) -> None:
     """A good setup exits 0, lists every setting with its source, redacts the token."""
     result = check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=dynatrace.token,
@@ -46,8 +59,10 @@ def test_ok_against_the_emulator(dynatrace: DynatraceEmulator) -> None:
     assert result.returncode == 0, result.stdout
     out = result.stdout
     assert f"{dynatrace.token[:11]}…(redacted)" in out
-    assert "DT_EXPORTER_GZIP_LEVEL" in out and "6" in out and "(env)" in out
-    assert "DT_EXPORTER_TIMEOUT" in out and "(default)" in out
+    rows = settings_rows(out)
+    assert rows["DT_EXPORTER_GZIP_LEVEL"] == ("6", "environment")
+    assert rows["DT_EXPORTER_TIMEOUT"] == ("10.0", "default")
+    assert rows["DT_ENDPOINT"] == (dynatrace.url, "environment")
     assert "Endpoint kind: custom" in out
     assert "token: accepted, scope logs.ingest present" in out
     assert "Result: OK" in out
@@ -94,6 +109,12 @@ def test_connection_refused_exits_3() -> None:
         ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com"}, "DT_API_TOKEN"),
         ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com", "DT_EXPORTER_TIMEOUT": "soon"},
          "DT_EXPORTER_TIMEOUT"),
+        ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com",
+          "DT_EXPORTER_EVENT_ROUTES": "deployment=logs"}, "DT_EXPORTER_EVENT_ROUTES"),
+        ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com",
+          "DT_EXPORTER_EVENTS_COMPRESSION": "zstd"}, "DT_EXPORTER_EVENTS_COMPRESSION"),
+        ({"DT_ENDPOINT": "https://abc123.live.dynatrace.com",
+          "DT_EXPORTER_SPAN_EVENTS_LEVEL": "loud"}, "DT_EXPORTER_SPAN_EVENTS_LEVEL"),
     ],
 )
 def test_bad_configuration_exits_2(env: dict[str, str], variable: str) -> None:
@@ -161,3 +182,45 @@ def test_oneagent_needs_no_token(dynatrace: DynatraceEmulator) -> None:
     assert "Endpoint kind: OneAgent local" in result.stdout
     assert "not needed (OneAgent local API)" in result.stdout
     assert "DT_EXPORTER_COMPRESSION" in result.stdout and "(derived)" in result.stdout
+
+
+def test_every_setting_is_listed_with_its_value_and_source(dynatrace: DynatraceEmulator) -> None:
+    """Events, routing and bridge settings appear beside the exporter's, each with its source."""
+    result = check(
+        DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=dynatrace.token,
+        DT_EXPORTER_EVENT_ROUTES="deployment=events:custom_deployment,finding.*=security:scan",
+        DT_EXPORTER_EVENTS_COMPRESSION="gzip",
+        DT_EXPORTER_SPAN_EVENTS_INCLUDE="retry, cache.miss",
+        DT_EXPORTER_SPAN_EVENTS_LEVEL="warning", DT_EXPORTER_ENRICHMENT="false",
+    )
+    assert result.returncode == 0, result.stdout
+    rows = settings_rows(result.stdout)
+    assert list(rows) == [setting.env_var for setting in SETTINGS]
+    assert rows["DT_EXPORTER_EVENT_ROUTES"] == (
+        "deployment=events:CUSTOM_DEPLOYMENT,finding.*=security:scan", "environment")
+    assert rows["DT_EXPORTER_EVENTS_COMPRESSION"] == ("gzip", "environment")
+    assert rows["DT_EXPORTER_SPAN_EVENTS_INCLUDE"] == ("cache.miss,retry", "environment")
+    assert rows["DT_EXPORTER_SPAN_EVENTS_EXCLUDE"] == ("(none)", "default")
+    assert rows["DT_EXPORTER_SPAN_EVENTS_LEVEL"] == ("WARN", "environment")
+    assert rows["DT_EXPORTER_COMPRESSION"] == ("gzip", "default")
+    assert rows["DT_EXPORTER_ENRICHMENT"] == ("false", "environment")
+
+
+def test_unset_events_and_bridge_settings_show_their_defaults(
+    dynatrace: DynatraceEmulator,
+) -> None:
+    """With nothing set, routing is off, events go uncompressed, the bridge takes every name."""
+    rows = settings_rows(check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=dynatrace.token).stdout)
+    assert rows["DT_EXPORTER_EVENT_ROUTES"] == ("(none)", "default")
+    assert rows["DT_EXPORTER_EVENTS_COMPRESSION"] == ("none", "default")
+    assert rows["DT_EXPORTER_SPAN_EVENTS_INCLUDE"] == ("(all)", "default")
+    assert rows["DT_EXPORTER_SPAN_EVENTS_LEVEL"] == ("INFO", "default")
+
+
+def test_a_proxy_password_is_never_shown(dynatrace: DynatraceEmulator) -> None:
+    """A proxy URL's password is redacted in the table; the row names where the URL came from."""
+    result = check(DT_ENDPOINT=dynatrace.url, DT_API_TOKEN=dynatrace.token,
+                   HTTPS_PROXY="http://alice:s3cr3t-pw@127.0.0.1:9", NO_PROXY="127.0.0.1")
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+    value, source = settings_rows(result.stdout)["DT_EXPORTER_PROXY"]
+    assert "127.0.0.1:9" in value and "HTTPS_PROXY" in value and source == "environment"

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import traceback
+from pathlib import Path
 
 import pytest
 
-from dt_exporter.config import Endpoint, ExporterConfig, Secret, parse_endpoint
+import dt_exporter
+from dt_exporter.config import (
+    BRIDGE_SETTINGS,
+    SETTINGS,
+    BridgeConfig,
+    Endpoint,
+    EventRoutes,
+    ExporterConfig,
+    Secret,
+    parse_endpoint,
+)
 from dt_exporter.errors import ConfigError
 from dt_exporter.limits import CLASSIC, GRAIL
 
@@ -455,3 +468,123 @@ def test_config_and_secret_never_show_the_token() -> None:
         repr(config.endpoint),
     ):
         assert CANARY not in shown
+
+
+# -- the one settings table --------------------------------------------------------------------
+
+PACKAGE = Path(dt_exporter.__file__).parent
+README = PACKAGE.parent / "README.md"
+
+
+def test_every_config_field_is_a_row_of_the_table_and_every_row_a_setting() -> None:
+    """ExporterConfig's and BridgeConfig's fields are exactly the table's exporter/events and
+    bridge rows; variables are unique."""
+    config_fields = {f.name for f in dataclasses.fields(ExporterConfig) if f.name != "sources"}
+    bridge_fields = {f.name for f in dataclasses.fields(BridgeConfig) if f.name != "sources"}
+    assert config_fields == {s.name for s in SETTINGS if s.group in ("exporter", "events")}
+    assert set(BRIDGE_SETTINGS) == bridge_fields
+    assert set(BRIDGE_SETTINGS.values()) == {s.name for s in SETTINGS if s.group == "bridge"}
+    variables = [s.env_var for s in SETTINGS]
+    assert len(set(variables)) == len(variables)
+    assert all(v.startswith("DT_") for v in variables)
+
+
+def readme_configuration_rows() -> list[list[str]]:
+    section = README.read_text(encoding="utf-8").split("\n## Configuration\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `DT_")]
+    return [[cell.strip().replace("`", "") for cell in row.strip("|").split(" | ")]
+            for row in rows]
+
+
+def test_the_readme_lists_every_setting_in_order_with_its_default() -> None:
+    """The README's configuration table has one row per setting, in the table's order, whose
+    default column says what `Setting.default` says."""
+    rows = readme_configuration_rows()
+    assert [row[0] for row in rows] == [s.env_var for s in SETTINGS]
+    for row, setting in zip(rows, SETTINGS, strict=True):
+        assert row[2] == setting.default, setting.env_var
+
+
+def test_only_config_reads_the_environment() -> None:
+    """No module of the package but config.py touches os.environ or getenv."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+        if re.search(r"os\.environ|getenv|environb", path.read_text(encoding="utf-8"))
+    )
+    assert readers == ["config.py"]
+
+
+def test_sources_say_argument_environment_default_or_derived() -> None:
+    """A keyword is `argument`, a variable `environment`, neither `default`; a default another
+    setting changed (OneAgent: no compression) is `derived`."""
+    config = ExporterConfig.from_env({"DT_EXPORTER_GZIP_LEVEL": "3"}, timeout_s=2)
+    assert config.source("timeout_s") == "argument"
+    assert config.source("gzip_level") == "environment"
+    assert config.source("endpoint") == "default"
+    assert config.source("max_queue_bytes") == "default"
+    assert config.source("compression") == "derived"
+    otlp = ExporterConfig.from_env(saas_env(DT_EXPORTER_PROTOCOL="otlp"))
+    assert otlp.source("max_request_bytes") == "derived"
+    assert otlp.source("token") == "environment"
+
+
+def test_sources_are_not_part_of_the_value() -> None:
+    """The same settings from a keyword or a variable give equal configs with equal hashes."""
+    by_env = ExporterConfig.from_env(saas_env(DT_EXPORTER_GZIP_LEVEL="3"))
+    by_keyword = ExporterConfig.from_env(saas_env(), gzip_level=3)
+    assert by_env == by_keyword and hash(by_env) == hash(by_keyword)
+    assert "sources" not in repr(by_env)
+
+
+def test_a_config_built_directly_reports_argument_or_default() -> None:
+    """Without from_env, a field that differs from its default counts as an argument."""
+    config = ExporterConfig(Endpoint(SAAS, "saas"), gzip_level=4)
+    assert config.source("gzip_level") == "argument"
+    assert config.source("timeout_s") == "default"
+
+
+def test_event_routes_come_from_the_variable_or_a_keyword() -> None:
+    """DT_EXPORTER_EVENT_ROUTES parses into rules; a string, a mapping or rules as keyword win."""
+    env = saas_env(DT_EXPORTER_EVENT_ROUTES="deployment=events:custom_deployment")
+    config = ExporterConfig.from_env(env)
+    assert str(config.event_routes) == "deployment=events:CUSTOM_DEPLOYMENT"
+    assert config.source("event_routes") == "environment"
+    rules = EventRoutes.parse("x=security:scan")
+    for keyword in ("x=security:scan", {"x": "security:scan"}, rules):
+        assert ExporterConfig.from_env(env, event_routes=keyword).event_routes == rules
+    assert ExporterConfig.from_env(saas_env()).event_routes == EventRoutes()
+
+
+@pytest.mark.parametrize(
+    "spec", ["deployment", "a=events:NOPE", "a=security:", "a=events,a=events", "=events"])
+def test_bad_event_routes_raise_naming_the_variable(spec: str) -> None:
+    """A malformed DT_EXPORTER_EVENT_ROUTES is a ConfigError naming that variable."""
+    with pytest.raises(ConfigError, match="DT_EXPORTER_EVENT_ROUTES"):
+        ExporterConfig.from_env(saas_env(DT_EXPORTER_EVENT_ROUTES=spec))
+
+
+def test_events_gzip_is_refused_for_oneagent() -> None:
+    """OneAgent refuses Content-Encoding, for events as for logs."""
+    with pytest.raises(ConfigError, match="DT_EXPORTER_EVENTS_COMPRESSION"):
+        ExporterConfig.from_env({"DT_EXPORTER_EVENTS_COMPRESSION": "gzip"})
+
+
+def test_bridge_settings_resolve_through_the_table() -> None:
+    """BridgeConfig: keyword > DT_EXPORTER_SPAN_EVENTS_* > default, with sources; bad values and
+    unknown keywords raise naming them."""
+    env = {"DT_EXPORTER_SPAN_EVENTS_LEVEL": "warning", "DT_EXPORTER_SPAN_EVENTS_INCLUDE": "a, b,"}
+    bridge = BridgeConfig.from_env(env, exclude=["c"])
+    assert bridge == BridgeConfig(frozenset({"a", "b"}), frozenset({"c"}), "WARN")
+    assert (bridge.source("level"), bridge.source("exclude")) == ("environment", "argument")
+    assert BridgeConfig.from_env({}).source("include") == "default"
+    with pytest.raises(ConfigError, match="DT_EXPORTER_SPAN_EVENTS_LEVEL"):
+        BridgeConfig.from_env({"DT_EXPORTER_SPAN_EVENTS_LEVEL": "loud"})
+    with pytest.raises(ConfigError, match="levle"):
+        BridgeConfig.from_env({}, levle="INFO")
+
+
+def test_bridge_settings_are_not_exporter_keywords() -> None:
+    """ExporterConfig.from_env refuses the bridge's settings: they belong to BridgeConfig."""
+    with pytest.raises(ConfigError, match="span_events_level"):
+        ExporterConfig.from_env(saas_env(), span_events_level="INFO")

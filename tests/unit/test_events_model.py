@@ -16,9 +16,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from dt_exporter.config import EVENT_TYPES, ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
     Event,
+    EventRoute,
     EventRoutes,
     EventType,
     InvalidEventError,
@@ -27,7 +29,6 @@ from dt_exporter.event_model import (
     security_event_from_record,
     validate,
 )
-from dt_exporter.events import EventSettings, json_safe
 from dt_exporter.limits import GRAIL
 from dt_exporter.mapping import RecordMapper
 from dt_exporter.responses import ingest_results, one_event_rejections
@@ -360,9 +361,9 @@ def test_an_exact_name_wins_over_an_earlier_glob():
     """`deploy*` listed first does not catch `deployment` when it has its own rule."""
     routes = EventRoutes.parse("deploy*=events:CUSTOM_INFO,deployment=events:CUSTOM_DEPLOYMENT")
     route = routes.route_for("deployment")
-    assert route is not None and route.event_type is EventType.CUSTOM_DEPLOYMENT
+    assert route is not None and route.event_type == EventType.CUSTOM_DEPLOYMENT
     other = routes.route_for("deploy.start")
-    assert other is not None and other.event_type is EventType.CUSTOM_INFO
+    assert other is not None and other.event_type == EventType.CUSTOM_INFO
 
 
 def test_globs_are_tried_in_order_and_unmatched_names_stay_logs():
@@ -455,6 +456,21 @@ def test_body_becomes_content_and_span_ids_become_properties():
     assert "content" not in event_from_record(record(), EventType.CUSTOM_INFO).properties
 
 
+def test_lists_and_deep_maps_follow_the_one_json_converter():
+    """A list attribute, a map deeper than five and a cyclic body become JSON text by
+    `text.json_tree`'s rules: bytes base64, huge ints as text, a cycle as "<cyclic>"."""
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    deep: Any = "leaf"
+    for level in range(7, 0, -1):
+        deep = {f"l{level}": deep}
+    mapped = event_from_record(record(body=cyclic, attributes={
+        "tags": [b"\x01", 2**70], "deep": deep}), EventType.CUSTOM_INFO)
+    assert orjson.loads(str(mapped.properties["tags"])) == ["AQ==", str(2**70)]
+    assert orjson.loads(str(mapped.properties["content"])) == [1, "<cyclic>"]
+    assert orjson.loads(str(mapped.properties["deep.l1.l2.l3.l4.l5"])) == {"l6": {"l7": "leaf"}}
+
+
 def test_a_structured_body_is_json_text():
     """A mapping body becomes compact JSON text in `content`."""
     mapped = event_from_record(record(body={"a": [1, 2]}), EventType.CUSTOM_INFO)
@@ -502,12 +518,25 @@ def test_security_mapping_is_one_flat_object():
 
 def test_events_compression_defaults_to_none():
     """Gzip on the Events API is undocumented, so events go uncompressed unless asked."""
-    assert EventSettings.from_env({}).compression == "none"
-    env = {"DT_EXPORTER_EVENTS_COMPRESSION": "GZIP"}
-    assert EventSettings.from_env(env).compression == "gzip"
-    assert EventSettings.from_env(env, compression="none").compression == "none"
+    saas = {"DT_ENDPOINT": "https://abc12345.live.dynatrace.com", "DT_API_TOKEN": "dt0c01.x.y"}
+    assert ExporterConfig.from_env(saas).events_compression == "none"
+    env = {**saas, "DT_EXPORTER_EVENTS_COMPRESSION": "GZIP"}
+    assert ExporterConfig.from_env(env).events_compression == "gzip"
+    assert ExporterConfig.from_env(env, events_compression="none").events_compression == "none"
     with pytest.raises(ConfigError, match="DT_EXPORTER_EVENTS_COMPRESSION"):
-        EventSettings.from_env({"DT_EXPORTER_EVENTS_COMPRESSION": "zstd"})
+        ExporterConfig.from_env({**saas, "DT_EXPORTER_EVENTS_COMPRESSION": "zstd"})
+
+
+def test_route_event_types_are_the_event_model_types():
+    """The names config.py accepts in DT_EXPORTER_EVENT_ROUTES are exactly `EventType`'s."""
+    assert tuple(t.value for t in EventType) == EVENT_TYPES
+
+
+def test_a_route_given_an_event_type_member_keeps_its_name():
+    """`EventRoute(event_type=EventType.X)` stores the plain name, so `destination` reads it."""
+    route = EventRoute("d", "events", event_type=EventType.CUSTOM_DEPLOYMENT)
+    assert route.event_type == "CUSTOM_DEPLOYMENT" and type(route.event_type) is str
+    assert route.destination == "events:CUSTOM_DEPLOYMENT"
 
 
 def test_one_event_is_rejected_only_when_none_of_its_reports_is_ok():
@@ -522,17 +551,3 @@ def test_one_event_is_rejected_only_when_none_of_its_reports_is_ok():
     assert one_event_rejections(201, b"") == (0, "")
     assert ingest_results(body("OK", "INVALID_TIMESTAMPS")) == (
         ["c0", "c1"], ["OK", "INVALID_TIMESTAMPS"])
-
-
-def test_json_safe_turns_any_value_into_json_types():
-    """Sets, bytes, datetimes, huge ints, NaN, cycles and objects all become JSON values."""
-    import datetime as dt
-
-    cyclic: list[Any] = []
-    cyclic.append(cyclic)
-    value = json_safe({"s": {2, 1}, "b": b"\x01", "d": dt.date(2026, 1, 2), "i": 2**70,
-                       "f": float("nan"), 3: object, "c": cyclic}, 1)
-    text = orjson.dumps(value)  # must not raise
-    parsed = orjson.loads(text)
-    assert parsed["s"] == ["1", "2"] and parsed["b"] == "AQ==" and parsed["d"] == "2026-01-02"
-    assert parsed["i"] == str(2**70) and parsed["f"] == "NaN" and "3" in parsed
