@@ -47,7 +47,6 @@ import logging
 import math
 import ntpath
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -158,34 +157,79 @@ def _json_value(value: object) -> AttributeValue | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-_NEWLINE: Final = re.compile(r"\r\n|\r|\n")
 _WHITESPACE: Final = " \t\f"
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Java `.properties` text → attributes, as `java.util.Properties.load` reads it."""
+    """Java `.properties` text → attributes, as `java.util.Properties.load` (Java 9+) reads it
+    (`_logical_lines` follows its line reader step by step, quirks included)."""
     out: dict[str, str] = {}
-    lines = _NEWLINE.split(text)
-    i = 0
-    while i < len(lines):
-        line = lines[i].lstrip(_WHITESPACE)
-        i += 1
-        if not line or line[0] in "#!":
-            continue
-        while _continues(line) and i < len(lines):
-            line = line[:-1] + lines[i].lstrip(_WHITESPACE)
-            i += 1
-        if _continues(line):  # a backslash before the end of the file stands for nothing
-            line = line[:-1]
-        key, value = _split_pair(line, i)
+    for number, line in _logical_lines(text):
+        key, value = _split_pair(line, number)
         out[key] = value
     return out
 
 
-def _continues(line: str) -> bool:
-    trailing = len(line) - len(line.rstrip("\\"))
-    return trailing % 2 == 1
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """The logical lines (still escaped) with the number of the natural line each ends on.
+
+    A port of `Properties.LineReader.readLine`: leading whitespace is skipped; a line whose
+    first character is `#` or `!` is a comment (also after a continuation that left the line
+    empty); a break preceded by an odd number of backslashes continues the line, dropping that
+    backslash and the next line's leading whitespace; an empty line is skipped, except one that
+    the end of the input cuts short right after a continuation, which Java returns (empty key).
+    """
+    lines: list[tuple[int, str]] = []
+    buf: list[str] = []
+    number = 1
+    skip_white, appended, backslash, skip_lf = True, False, False, False
+    i, n = 0, len(text)
+    while True:
+        if i >= n:  # end of input
+            if buf:
+                lines.append((number, "".join(buf[:-1] if backslash else buf)))
+            return lines
+        c = text[i]
+        i += 1
+        if skip_lf:
+            skip_lf = False
+            if c == "\n":
+                continue
+        if skip_white:
+            if c in _WHITESPACE or (not appended and c in "\r\n"):
+                if c == "\n" or (c == "\r" and text[i : i + 1] != "\n"):
+                    number += 1
+                continue
+            skip_white = appended = False
+        if not buf and c in "#!":  # a comment: up to the next line break
+            while i < n and text[i] not in "\r\n":
+                i += 1
+            skip_white = True
+            continue
+        if c not in "\r\n":
+            buf.append(c)
+            backslash = (not backslash) if c == "\\" else False
+            continue
+        # a line break
+        if c == "\r" and text[i : i + 1] == "\n":
+            skip_lf = True
+        end_number = number
+        number += 1
+        if not buf:
+            skip_white = True
+            continue
+        if i >= n:  # the input ends right at this break
+            lines.append((end_number, "".join(buf[:-1] if backslash else buf)))
+            return lines
+        if backslash:
+            buf.pop()
+            skip_white = appended = True
+            backslash = False
+        else:
+            lines.append((end_number, "".join(buf)))
+            buf = []
+            skip_white = True
 
 
 def _split_pair(line: str, number: int) -> tuple[str, str]:

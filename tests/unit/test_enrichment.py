@@ -317,11 +317,19 @@ def test_json_nan_is_text() -> None:
         ("a=continued to end\\", {"a": "continued to end"}),
         ("a=x\\\n\nb=y\n", {"a": "x", "b": "y"}),
         ("=no key\n", {"": "no key"}),
+        ("\\\n#c=1\n", {}),
+        ("\\\n\nb=1", {"b": "1"}),
+        ("\\\n", {"": ""}),
+        ("\\\n  ", {}),
+        ("a\\\n", {"a": ""}),
+        ("\\\n  \nb=1\n", {"b": "1"}),
     ],
     ids=["separators", "whitespace", "comments", "hash-inside", "escaped-space",
          "escaped-equals", "escapes", "unicode", "surrogate-pair", "continuation",
          "even-backslashes", "comment-no-continuation", "line-ends", "key-only", "last-wins",
-         "eof-backslash", "empty-continuation", "empty-key"],
+         "eof-backslash", "empty-continuation", "empty-key", "continued-into-comment",
+         "continued-into-blank", "continued-into-end", "continued-into-spaces-then-end",
+         "key-continued-into-end", "continued-into-spaces-then-line"],
 )
 def test_properties_parse_as_java_does(text: str, expected: dict[str, str]) -> None:
     """Each case is what java.util.Properties.load gives for the same text (checked against a
