@@ -580,12 +580,12 @@ class Channel:
             headers["Authorization"] = route.authorization
         if body.encoding == "gzip":
             headers["Content-Encoding"] = "gzip"
-        if self._transport is None:
-            self._transport = self._new_transport()
         url = self._url_overrides.get(route.name, route.url)
         self._accounting.count(requests=1)
         try:
-            with _selflog.sending():  # urllib3's lines about this request are ours
+            with _selflog.sending():  # urllib3's lines about the pool and request are ours
+                if self._transport is None:
+                    self._transport = self._new_transport()
                 response = self._transport.post(url, body.data, headers)
         except TransportError as exc:
             self._log(logging.WARNING, f"transport_{exc.kind}",
