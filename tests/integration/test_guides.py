@@ -179,3 +179,23 @@ def test_loguru_messages_arrive_with_their_extra(dynatrace: DynatraceEmulator) -
     assert records["payment settled"].loglevel == "INFO"
     assert records["lookup failed"].loglevel == "ERROR"
     assert records["lookup failed"].attributes["exception.type"] == "KeyError"
+
+
+def test_the_readme_by_hand_snippet_delivers_its_info_record(
+    dynatrace: DynatraceEmulator,
+) -> None:
+    """The README's "By hand" snippet, run as written (only the endpoint pointed at the
+    emulator), is complete: its INFO line arrives."""
+    readme = (GUIDES.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### By hand, in SDK setup code", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    endpoint = '"https://abc12345.live.dynatrace.com"'
+    assert endpoint in snippet
+    done = subprocess.run(
+        [sys.executable, "-c", snippet.replace(endpoint, repr(dynatrace.url))],
+        env={k: v for k, v in _environment(dynatrace).items() if k != "DT_ENDPOINT"},
+        capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r.content for r in dynatrace.records] == ["hello Dynatrace"]
