@@ -495,6 +495,12 @@ class _WatchedHTTPSConnection(HTTPSConnection):
         super().request(*args, **kwargs)
 
 
+# urllib3 names the connection class in its messages ("HTTPConnection(host=..., port=...)"):
+# keep those messages as they were.
+_WatchedHTTPConnection.__name__ = "HTTPConnection"
+_WatchedHTTPSConnection.__name__ = "HTTPSConnection"
+
+
 class _WatchedPool(HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 

@@ -15,6 +15,7 @@ from typing import Final
 
 import pytest
 
+from dt_exporter.config import ProxySettings, Secret
 from dt_exporter.errors import TransportError
 from dt_exporter.retry import Backoff, Outcome, classify
 from dt_exporter.transport import MAX_BODY_BYTES, Transport
@@ -227,6 +228,47 @@ def test_a_timed_out_attempt_leaves_the_transport_usable(transport: Transport) -
         with pytest.raises(TransportError):
             transport.post(slow.url, b"[]", HEADERS)
         assert transport.post(healthy.url, b"[]", HEADERS).status == 204
+
+
+def test_a_proxy_dripping_its_connect_answer_is_bounded_too() -> None:
+    """The deadline covers the CONNECT through a proxy: one that drips "200 Connection
+    established" ends as a timeout."""
+    tunnel_ok = b"HTTP/1.1 200 Connection established\r\nX-Padding: xxxxxxxxxx\r\n\r\n"
+    with _LatePeer(_dripper(tunnel_ok)) as proxy:
+        address = f"http://127.0.0.1:{proxy.url.split(':')[2].split('/')[0]}"
+        settings = ProxySettings(None, Secret(address), (), "", "HTTPS_PROXY")
+        transport = Transport(timeout_s=2.0, proxy=settings)
+        with pytest.raises(TransportError) as caught:
+            transport.post("https://127.0.0.1:9/api/v2/logs/ingest", b"[]", HEADERS)
+        transport.close()
+        assert caught.value.kind == "timeout"
+        assert proxy.sent < 20
+
+
+def test_a_server_that_never_reads_cannot_hold_the_send() -> None:
+    """The deadline covers sending: a 64 MB body to a peer that accepts but never reads
+    (the socket buffers fill, sendall blocks) ends as a timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def hold() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+
+    accepting = threading.Thread(target=hold, daemon=True)
+    accepting.start()
+    transport = Transport(timeout_s=2.0)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/logs/ingest"
+        with pytest.raises(TransportError) as caught:
+            transport.post(url, b"x" * (64 * 1024 * 1024), HEADERS)
+        assert caught.value.kind == "timeout"
+    finally:
+        transport.close()
+        accepting.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
 
 
 # -- bodies: bounded -------------------------------------------------------------------------
