@@ -47,6 +47,7 @@ import logging
 import math
 import ntpath
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -158,6 +159,7 @@ def _json_value(value: object) -> AttributeValue | None:
 
 
 _WHITESPACE: Final = " \t\f"
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 _ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
@@ -180,6 +182,10 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     backslash and the next line's leading whitespace; an empty line is skipped, except one that
     the end of the input cuts short right after a continuation, which Java returns (empty key).
     """
+    if "\\" not in text:  # no continuation, no escape: line by line gives the same lines
+        return [(number, line) for number, line in enumerate(
+            (line.lstrip(_WHITESPACE) for line in _LINE_BREAK.split(text)), 1)
+            if line and line[0] not in "#!"]
     lines: list[tuple[int, str]] = []
     buf: list[str] = []
     number = 1
