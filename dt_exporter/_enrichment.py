@@ -17,8 +17,8 @@ them into files; this module reads them, once per process:
 Precedence: the most specific file wins a clash, process > pod > host. Each file is written by the
 component closest to what it describes (OneAgent for this very process, the Operator for this
 pod, OneAgent for the machine), so where two disagree the narrower one is the one that knows;
-it is also the OpenTelemetry rule that a more specific detector's value wins. (Dynatrace's own
-Python sample applies the three in the opposite order; on a healthy host they do not overlap.)
+it is also the OpenTelemetry rule that a more specific detector's value wins. (Dynatrace's page
+states no precedence; on a healthy host the files do not overlap.)
 
 Formats: JSON must be one object; `null` values are left out, strings, booleans, ints within
 int64 and finite floats are kept, anything else becomes its compact JSON text. `.properties`
