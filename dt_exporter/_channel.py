@@ -714,7 +714,7 @@ class Channel:
         """Queue what earlier processes (or an earlier exporter here) left in the spool."""
         assert self._spool is not None
         recovered = self._spool.recover()
-        corrupt = getattr(recovered, "corrupt_records", recovered.corrupt_files)
+        corrupt = recovered.corrupt_records
         jobs = [_Job(body, Ticket()) for body in recovered.bodies]
         records = sum(job.records for job in jobs)
         with self._lock:

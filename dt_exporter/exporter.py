@@ -182,6 +182,13 @@ class DynatraceLogExporter(LogRecordExporter):
             _log.warning("dt_exporter: %d records dropped: %s", sum(dropped.values()),
                          ", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items())))
 
+    def _follow_flushes_of(self, provider: Any) -> None:
+        """Put the flush companion after the processors `provider` has now (setup_dynatrace
+        does this for the provider it builds; otherwise the first export() does it for the
+        global provider)."""
+        self._companion_added = True
+        provider.add_log_record_processor(_FlushCompanion(self))
+
     @property
     def last_shutdown(self) -> ShutdownReport | None:
         return None if self._channel is None else self._channel.last_shutdown

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,14 @@ class DynatraceSetup:
     exporter: DynatraceLogExporter
     bridge: SpanEventBridge | None
     handler: logging.Handler | None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver everything logged so far (span events included) within the timeout; True
+        when it all went. Call it at the end of a serverless handler, before the freeze."""
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        traces = self.tracer_provider.force_flush(timeout_millis)  # the bridge's records first
+        left = max(int((deadline - time.monotonic()) * 1000), 0)
+        return self.logger_provider.force_flush(left) and traces
 
     def shutdown(self) -> None:
         global _global_setup
@@ -113,6 +122,7 @@ def _build(
     exporter = DynatraceLogExporter(config=config)
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    exporter._follow_flushes_of(logger_provider)  # flush means delivered (exporter docstring)
     tracer_provider = TracerProvider(resource=resource)
     bridge = SpanEventBridge(logger_provider) if span_events else None
     if bridge is not None:

@@ -229,3 +229,23 @@ def test_zero_code_errors_reach_stderr(tmp_path, emulator):
     assert "answered 401" in result.stderr
     assert "records dropped: http_401 1" in result.stderr
     assert "WRONGTOKEN" not in result.stderr
+
+
+def test_the_serverless_example_loses_nothing_when_killed_after_the_handler(emulator):
+    """examples/serverless_handler.py: the process ends (`os._exit`) right after the handler
+    returns, as a frozen function would; every record it logged is at Dynatrace."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(examples)!r})
+        import serverless_handler
+        answer = serverless_handler.handler({{"items": list(range(50))}})
+        print(answer["processed"], answer["flushed"], flush=True)
+        os._exit(0)
+        """
+    )
+    result = run(script, target(emulator))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["50", "True"]
+    assert sorted(r.attributes["item.id"] for r in emulator.records) == list(range(50))
