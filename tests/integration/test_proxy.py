@@ -191,3 +191,50 @@ def _assert_no_secret(text: str, password: str = PASSWORD) -> None:
     assert password not in text
     assert basic not in text
     assert not re.search(r"(?i)proxy-authorization", text)
+
+
+# -- the exporter on top ---------------------------------------------------------------------
+
+
+def test_the_exporter_delivers_through_the_proxy(proxy, tls_emulator, make_records,
+                                                 caplog) -> None:
+    """DynatraceLogExporter(proxy=...) to the TLS emulator: every record delivered through the
+    CONNECT tunnel, the accounting balanced, the password in no log line."""
+    from dt_exporter import DynatraceLogExporter
+
+    dt, ca_file = tls_emulator
+    before = len(proxy.access_lines())
+    with caplog.at_level(logging.DEBUG):
+        exporter = DynatraceLogExporter(endpoint=dt.url, token=dt.token, ca_bundle=str(ca_file),
+                                        proxy=proxy.url(), timeout_s=5.0)
+        exporter.export(make_records(25))
+        assert exporter.force_flush(10_000)
+        exporter.shutdown()
+    stats = exporter.stats()
+    assert stats.delivered == 25 and stats.balanced
+    assert len(dt.wait_for_records(25)) == 25
+    new = proxy.wait_for_access(before + 1)[before:]
+    assert any(f"CONNECT 127.0.0.1:{dt.port}" in line for line in new)
+    _assert_no_secret(caplog.text + repr(exporter))
+
+
+def test_the_exporter_reports_wrong_proxy_credentials_once_and_clearly(
+    proxy, emulator, make_records, caplog
+) -> None:
+    """A 407 drops the records as http_407 (no retry loop) and the log line says to check the
+    proxy credentials, without showing them."""
+    from dt_exporter import DynatraceLogExporter
+
+    wrong = "wrong-" + PASSWORD
+    with caplog.at_level(logging.DEBUG):
+        exporter = DynatraceLogExporter(endpoint=emulator.url, token=emulator.token,
+                                        proxy=proxy.url(password=wrong), timeout_s=5.0)
+        exporter.export(make_records(4))
+        assert exporter.force_flush(10_000)
+        exporter.shutdown()
+    stats = exporter.stats()
+    assert stats.delivered == 0 and stats.dropped == {"http_407": 4} and stats.balanced
+    assert stats.retries == 0
+    assert "proxy authentication required" in caplog.text
+    assert emulator.records == []
+    _assert_no_secret(caplog.text, wrong)
