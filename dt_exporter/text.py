@@ -145,7 +145,7 @@ def json_tree(value: object, depth: int = 0) -> tuple[Any, bool]:
 
     def node(value: object, level: int) -> Any:
         nonlocal cut
-        if value is None or isinstance(value, (bool, str)):
+        if value is None or isinstance(value, (str, bool)):
             return value
         if isinstance(value, int):
             return value if JSON_INT_MIN <= value <= JSON_INT_MAX else int_text(value)
@@ -163,16 +163,21 @@ def json_tree(value: object, depth: int = 0) -> tuple[Any, bool]:
         key = id(value)
         if key in active:
             return CYCLIC
-        active.add(key)
-        try:
-            if isinstance(value, Mapping):
-                return {k if isinstance(k, str) else describe(k): node(v, level + 1)
-                        for k, v in value.items()}
-            return [node(v, level + 1) for v in value]
-        finally:
-            active.discard(key)
+        active.add(key)  # nothing below raises: no try/finally needed to take it out again
+        level += 1
+        if isinstance(value, Mapping):
+            tree: Any = {k if type(k) is str else _key(k): node(v, level)
+                         for k, v in value.items()}
+        else:
+            tree = [node(v, level) for v in value]
+        active.discard(key)
+        return tree
 
     return node(value, depth), cut
+
+
+def _key(key: object) -> str:
+    return key if isinstance(key, str) else describe(key)
 
 
 def json_safe(value: object, depth: int = 0) -> Any:
