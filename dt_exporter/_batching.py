@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 
@@ -49,14 +49,16 @@ class LogBatcher:
     """Encodes log records for one log route (`logs` JSON or `otlp`), per `config`."""
 
     def __init__(self, config: ExporterConfig, route_name: str,
-                 enrichment: Mapping[str, object] | None = None) -> None:
+                 enrichment: Mapping[str, Any] | None = None) -> None:
+        """`enrichment`: Dynatrace entity attributes merged under every record's resource
+        (the record's own attributes win a clash)."""
         self._config = config
         self._route_name = route_name
         self._enrichment = enrichment
         self._encoding: Encoding = "gzip" if config.compression == "gzip" else "identity"
         self._lock = threading.Lock()  # the mapper's truncation counter is per call
         self._truncations: Counter[str] = Counter()
-        self._mapper = RecordMapper(config.limits, self._truncations)
+        self._mapper = RecordMapper(config.limits, self._truncations, enrichment)
         # Text shorter than this many characters cannot exceed the content limit.
         self._content_chars = config.limits.max_content_bytes // 4
 
@@ -116,6 +118,7 @@ class LogBatcher:
                     keep, cfg.limits, max_request_bytes=cfg.max_request_bytes,
                     max_records=cfg.max_records_per_request,
                     truncations=self._truncations, dropped=dropped,
+                    enrichment=self._enrichment,
                 )
             ]
             return requests, dropped
