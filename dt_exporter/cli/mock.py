@@ -193,6 +193,8 @@ def self_signed(directory: Path) -> tuple[Path, Path, Path]:
                               check=False, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise MockSetupError(f"openssl {step[1]} failed: {done.stderr.strip()[-300:]}")
+    for private in (ca_key, key):
+        private.chmod(0o600)
     return ca_file, cert, key
 
 
