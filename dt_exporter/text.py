@@ -138,7 +138,8 @@ def json_tree(value: object, depth: int = 0) -> tuple[Any, bool]:
     strings (`float_to_json`); bytes base64; non-str keys `describe`d; tuples lists; sets sorted
     lists of `describe`d members; datetimes ISO 8601, other objects `describe`d; a container
     inside itself `CYCLIC`; a container `JSON_MAX_DEPTH` containers deep `TOO_DEEP` (`depth`:
-    how many containers already lie around `value`). Lone surrogates stay: `json_dumps` scrubs.
+    how many containers already lie around `value`); a container whose iteration raises is
+    `describe`d. Lone surrogates stay: `json_dumps` scrubs them.
     """
     cut = False
     active: set[int] = set()
@@ -163,13 +164,16 @@ def json_tree(value: object, depth: int = 0) -> tuple[Any, bool]:
         key = id(value)
         if key in active:
             return CYCLIC
-        active.add(key)  # nothing below raises: no try/finally needed to take it out again
+        active.add(key)
         level += 1
-        if isinstance(value, Mapping):
-            tree: Any = {k if type(k) is str else _key(k): node(v, level)
-                         for k, v in value.items()}
-        else:
-            tree = [node(v, level) for v in value]
+        try:
+            if isinstance(value, Mapping):
+                tree: Any = {k if type(k) is str else _key(k): node(v, level)
+                             for k, v in value.items()}
+            else:
+                tree = [node(v, level) for v in value]
+        except Exception:  # a user container whose iteration raises: describe it instead
+            tree = describe(value)
         active.discard(key)
         return tree
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -83,6 +84,27 @@ def test_far_deeper_than_any_limit_still_returns() -> None:
     """10,000 levels (past Python's recursion limit and orjson's 255) give text, no error."""
     text = json_text(nested(10_000))
     assert text.startswith("[[[") and TOO_DEEP in text
+
+
+class BrokenMapping(Mapping[str, Any]):
+    """A user mapping whose iteration fails."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("cannot iterate")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return "<broken>"
+
+
+def test_a_container_that_cannot_be_iterated_is_described() -> None:
+    """A mapping whose iteration raises becomes its description; its siblings are kept."""
+    assert json_safe({"bad": BrokenMapping(), "ok": [1]}) == {"bad": "<broken>", "ok": [1]}
 
 
 def test_lone_surrogates_become_replacement_characters_in_text() -> None:
