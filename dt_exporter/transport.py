@@ -430,10 +430,17 @@ class _Watchdog:
         with self._cond:
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
+                thread = threading.Thread(
                     target=self._run, name="dt_exporter-watchdog", daemon=True
                 )
-                self._thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # Interpreter exit (3.12+ refuses new threads): the per-operation socket
+                    # timeouts, set to the time left, still bound the attempt but for a drip.
+                    self._thread = None
+                    return
+                self._thread = thread
             elif self._heap[0][2] is attempt:
                 self._cond.notify()
 
