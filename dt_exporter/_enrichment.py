@@ -42,6 +42,7 @@ reader built with `enabled=None` then returns the empty `Enrichment`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -452,7 +453,10 @@ class EnrichmentReader:
             return self._current()
         except Exception:  # never into the application; a bug here must not break logging
             _log.warning("Dynatrace enrichment files could not be read", exc_info=True)
-            return Enrichment(_EMPTY)
+            empty = Enrichment(_EMPTY, problems=("the enrichment files could not be read",))
+            with contextlib.suppress(Exception):  # said once per process
+                self._state = _State(self._getpid(), ("failed",), empty)
+            return empty
 
     def attributes(self) -> Attributes:
         """`read().attributes`: the same mapping object until the files change."""

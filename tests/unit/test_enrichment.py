@@ -269,6 +269,18 @@ def test_process_file_naming_a_malformed_file_is_one_warning(
     assert len(logged()) == 1 and "unusable" in logged()[0]
 
 
+def test_an_unexpected_error_is_one_warning_and_never_raises(
+    tmp_path: Path, logged: Callable[[], list[str]]
+) -> None:
+    """Whatever goes wrong inside (here: a directory name Python cannot pass to the OS), read()
+    returns the empty enrichment, warns once, and does not try again in this process."""
+    reader = EnrichmentReader(str(tmp_path) + "\x00bad", tmp_path, enabled=True)
+    first = reader.read()
+    assert dict(first.attributes) == {} and first.problems
+    assert reader.read() is first
+    assert len(logged()) == 1
+
+
 # -- JSON values ----------------------------------------------------------------------------------
 
 
