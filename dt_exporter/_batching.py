@@ -67,7 +67,7 @@ class LogBatcher:
         cfg = self._config
         bodies = [
             Body(self._route_name, payload.compress(data, self._encoding, cfg.gzip_level),
-                 records, self._encoding, encoded.oldest_ns)
+                 records, self._encoding, encoded.oldest_ns, raw_size=len(data))
             for data, records in encoded.requests
         ]
         return Batch(encoded.received, bodies, encoded.dropped, encoded.truncated)

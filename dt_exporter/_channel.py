@@ -37,7 +37,12 @@ from dt_exporter._routes import Route
 from dt_exporter.buffer import BodyQueue
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import DtExporterError, TransportError
-from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
+from dt_exporter.limits import (
+    DEFAULT_JSON_REQUEST_BYTES,
+    LOGS_MAX_RECORDS_PER_REQUEST,
+    MAX_RECORD_AGE_NS,
+    STALE_MARGIN_NS,
+)
 from dt_exporter.payload import Batch, Body, compress, decompress
 from dt_exporter.responses import server_message
 from dt_exporter.retry import PERMANENT_MEANING, Backoff, Outcome, Verdict, classify, classify_error
@@ -49,6 +54,8 @@ _log = logging.getLogger(__name__)
 _LOG_EVERY_S: Final = 60.0
 _ABORT_GRACE_S: Final = 0.05
 _IDLE_POLL_S: Final = 0.5
+#: A lone small body waits this long for company before it is sent (coalescing; see `_linger`).
+_LINGER_S: Final = 0.02
 #: How often an idle channel looks for spool files of owners that died meanwhile.
 _RECOVER_EVERY_S: Final = 10.0
 #: Records older than this are past Dynatrace's window (with a margin for clock skew).
@@ -172,6 +179,9 @@ class _Job:
     body: Body
     ticket: Ticket
     first_attempt: float | None = None  # monotonic time of its first attempt (retry budget)
+    #: A coalesced request: the queued jobs it carries (each keeps its own ticket and file).
+    members: list[_Job] | None = None
+    solo: bool = False  # never coalesce again (its coalesced request got an answer it needs alone)
 
     @property
     def size(self) -> int:
@@ -238,8 +248,12 @@ class Channel:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         threaded: bool = True,
+        max_request_bytes: int = DEFAULT_JSON_REQUEST_BYTES,
+        max_records: int = LOGS_MAX_RECORDS_PER_REQUEST,
     ) -> None:
         self._routes = {route.name: route for route in routes}
+        self._max_request_bytes = max_request_bytes  # the bounds of a coalesced request
+        self._max_records = max_records
         self._new_transport = new_transport
         self._accounting = Accounting()
         self._max_queue_bytes = max_queue_bytes
@@ -252,6 +266,7 @@ class Channel:
         self._log = RateLimitedLog(clock)
         self._url_overrides: dict[str, str] = {}
         self._refused_size: dict[str, int] = {}  # route -> smallest body size answered 413
+        self._refused_raw: dict[str, int] = {}  # the same, uncompressed (bounds coalescing)
         self._spool = spool
         if spool is not None:
             self._max_queue_bytes = min(max_queue_bytes, spool.max_bytes)
@@ -286,6 +301,8 @@ class Channel:
             spool=spool,
             clock=clock,
             rng=rng,
+            max_request_bytes=config.max_request_bytes,
+            max_records=config.max_records_per_request,
         )
 
     def _reset_process_state(self) -> None:
@@ -302,6 +319,7 @@ class Channel:
         self._transport: Poster | None = None
         self._busy = False
         self._asleep_until = 0.0  # monotonic end of the sender thread's current backoff
+        self._flushing = 0  # flush() calls waiting now (no lingering meanwhile)
         self._last_recover = self._clock.monotonic()
 
     def after_fork_in_child(self) -> None:
@@ -384,9 +402,14 @@ class Channel:
             self.after_fork_in_child()
         if not self._thread_alive() and not self._ensure_thread():
             return self._run_here(deadline)
-        with self._progress:
-            return self._progress.wait_for(
-                self._idle, max(deadline - self._clock.monotonic(), 0.0))
+        self._flushing += 1
+        self._queue.wake()  # a lingering sender goes at once
+        try:
+            with self._progress:
+                return self._progress.wait_for(
+                    self._idle, max(deadline - self._clock.monotonic(), 0.0))
+        finally:
+            self._flushing -= 1
 
     def shutdown(self, timeout_s: float) -> ShutdownReport:
         """Refuse new bodies, deliver what is queued within `timeout_s`, then stop. What is left
@@ -466,14 +489,69 @@ class Channel:
     def _take(self) -> _Job | None:
         with self._lock:
             job = self._queue.get(timeout=0)
-            if job is not None:
-                self._busy = True
-                self._accounting.set_in_flight(job.records)
-            return job
+            if job is None:
+                return None
+            run = self._coalescible_run(job)
+            self._busy = True
+            self._accounting.set_in_flight(job.records + sum(m.records for m in run))
+        return self._coalesce(job, run) if run else job
+
+    def _linger(self) -> None:
+        """With one small coalescible body queued and nothing else, wait a moment for more:
+        a producer making one body per record (SimpleLogRecordProcessor) then costs a request
+        per moment instead of a request per record. Never while closing or flushing."""
+        head = self._queue.peek()
+        if head is None or self._closed or self._flushing or len(self._queue) != 1:
+            return
+        route = self._routes[head.body.route]
+        if (route.merge is None or head.solo or not head.body.raw_size
+                or head.body.raw_size > self._max_request_bytes // 8):
+            return
+        self._queue.wait_for_more(1, _LINGER_S)
+
+    def _coalescible_run(self, head: _Job) -> list[_Job]:
+        """Under the lock: the small queued jobs that may ride in one request with `head`
+        (same route and encoding, within the request limits). `SimpleLogRecordProcessor` makes
+        one body per record; this keeps it from costing one request per record."""
+        route = self._routes[head.body.route]
+        body = head.body
+        if (route.merge is None or head.solo or not body.raw_size
+                or body.raw_size > self._max_request_bytes // 2 or not len(self._queue)):
+            return []
+        size, records = body.raw_size, body.records
+        limit = min(self._max_request_bytes, self._refused_raw.get(route.name, 1 << 62) - 1)
+
+        def fits(job: _Job) -> bool:
+            nonlocal size, records
+            other = job.body
+            if (job.solo or not other.raw_size or other.route != body.route
+                    or other.encoding != body.encoding
+                    or size + other.raw_size + 1 > limit
+                    or records + other.records > self._max_records):
+                return False
+            size += other.raw_size + 1
+            records += other.records
+            return True
+
+        return self._queue.get_while(fits)
+
+    def _coalesce(self, head: _Job, run: list[_Job]) -> _Job:
+        """One job carrying `head` and `run` in one request body (built outside the lock)."""
+        members = [head, *run]
+        route = self._routes[head.body.route]
+        assert route.merge is not None
+        encoding = head.body.encoding
+        data = route.merge([decompress(m.body.data, encoding) for m in members])
+        oldest = min((m.oldest_ns for m in members if m.oldest_ns), default=0)
+        started = [m.first_attempt for m in members if m.first_attempt is not None]
+        body = Body(head.body.route, compress(data, encoding, self._gzip_level),
+                    sum(m.records for m in members), encoding, oldest, raw_size=len(data))
+        return _Job(body, Ticket(), min(started, default=None), members=members)
 
     def _run(self) -> None:
         """The sender thread."""
         while not self._abort.is_set():
+            self._linger()
             job = self._take()
             if job is None:
                 self._notify_progress()
@@ -521,12 +599,16 @@ class Channel:
         while True:
             if self._abort.is_set() or (stop_at is not None and clock.monotonic() >= stop_at):
                 return self._put_back(job)
+            if job.members is not None and job.oldest_ns < self._cutoff_ns():
+                return self._unmerge(job)  # each member expires its own records
             if not self._expire(route, job):
                 return True
             refused = self._refused_size.get(route.name)
-            if refused is not None and job.size >= refused and self._split(route, job,
-                                                                          learned=True):
-                return True
+            if refused is not None and job.size >= refused:
+                if job.members is not None:
+                    return self._unmerge(job)
+                if self._split(route, job, learned=True):
+                    return True
             verdict, response = self._attempt(route, job, failures)
             if verdict.outcome is Outcome.DELIVERED:
                 self._finish(job, delivered=job.records)
@@ -537,6 +619,11 @@ class Channel:
             if verdict.outcome is Outcome.SPLIT:
                 size = self._refused_size.get(route.name)
                 self._refused_size[route.name] = job.size if size is None else min(size, job.size)
+                if job.body.raw_size:
+                    raw = self._refused_raw.get(route.name, job.body.raw_size)
+                    self._refused_raw[route.name] = min(raw, job.body.raw_size)
+                if job.members is not None:
+                    return self._unmerge(job)  # nothing was taken: send the members as queued
                 if not self._split(route, job, learned=False):
                     self._log(logging.ERROR, "record_too_large",
                               "dt_exporter: Dynatrace refused a single record as too large (413)")
@@ -545,6 +632,8 @@ class Channel:
             if verdict.outcome is Outcome.DROP:
                 if verdict.reason == "http_404" and self._fall_back(route):
                     continue
+                if job.members is not None and verdict.reason == "http_400":
+                    return self._unmerge(job)  # find the member the server objects to
                 self._log_permanent(route, verdict, response)
                 self._finish(job, dropped=(verdict.reason, job.records))
                 return True
@@ -599,10 +688,13 @@ class Channel:
             job.ticket._answer(response.status, server_message(response.body), response.body)
         return classify(response.status, response.headers, self._clock.time_ns() / 1e9), response
 
+    def _cutoff_ns(self) -> int:
+        return self._clock.time_ns() - _EXPIRY_NS
+
     def _expire(self, route: Route, job: _Job) -> bool:
         """Drop the records of `job` past the 24 h window; False when none is left."""
         body = job.body
-        cutoff = self._clock.time_ns() - _EXPIRY_NS
+        cutoff = self._cutoff_ns()
         if not body.oldest_ns or body.oldest_ns >= cutoff:
             return True
         if route.expire is None:
@@ -614,7 +706,7 @@ class Channel:
             return False
         if expired:
             fresh = Body(body.route, compress(kept, body.encoding, self._gzip_level), records,
-                         body.encoding, oldest)
+                         body.encoding, oldest, raw_size=len(kept))
             self._unpersist(body)
             fresh = self._persist(fresh)
             with self._lock:
@@ -633,7 +725,8 @@ class Channel:
             return False
         parts = [
             _Job(self._persist(Body(body.route, compress(half, body.encoding, self._gzip_level),
-                                    records, body.encoding, body.oldest_ns)),
+                                    records, body.encoding, body.oldest_ns,
+                                    raw_size=len(half))),
                  job.ticket, job.first_attempt)
             for half, records in halves
         ]
@@ -671,6 +764,8 @@ class Channel:
     def _finish(self, job: _Job, *, delivered: int = 0, dropped: tuple[str, int] | None = None,
                 requeue: list[_Job] | None = None) -> None:
         """Move the in-flight job to its final state, atomically for `stats()`."""
+        if job.members is not None:
+            return self._finish_members(job, delivered, dropped)
         self._unpersist(job.body)
         with self._lock:
             if delivered:
@@ -683,10 +778,46 @@ class Channel:
             self._accounting.set_in_flight(0)
             self._busy = False
 
+    def _finish_members(self, job: _Job, delivered: int,
+                        dropped: tuple[str, int] | None) -> None:
+        """A coalesced request's verdict, shared out over its members in queue order: the
+        delivered records first (a partial success names no member), then the dropped."""
+        assert job.members is not None
+        answer = (job.ticket._status, job.ticket._message, job.ticket._response)
+        for member in job.members:
+            self._unpersist(member.body)
+        with self._lock:
+            left = delivered
+            reason, _ = dropped if dropped is not None else ("", 0)
+            for member in job.members:
+                taken = min(member.records, left)
+                left -= taken
+                lost = member.records - taken
+                if taken:
+                    self._accounting.deliver(taken)
+                if lost:
+                    self._accounting.drop(reason, lost)
+                member.ticket._answer(*answer)
+                member.ticket._resolve(taken, (reason, lost) if lost else None)
+            self._accounting.set_in_flight(0)
+            self._busy = False
+
+    def _unmerge(self, job: _Job) -> bool:
+        """Return a coalesced request's members to the head of the queue, to go one by one."""
+        assert job.members is not None
+        for member in job.members:
+            member.solo = True
+            member.first_attempt = job.first_attempt
+        with self._lock:
+            self._queue.put_front(job.members)
+            self._accounting.set_in_flight(0)
+            self._busy = False
+        return True
+
     def _put_back(self, job: _Job) -> bool:
         """Return an unfinished job to the head of the queue (abort or deadline)."""
         with self._lock:
-            self._queue.put_front([job])
+            self._queue.put_front(job.members if job.members is not None else [job])
             self._accounting.set_in_flight(0)
             self._busy = False
         return False

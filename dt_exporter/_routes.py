@@ -63,6 +63,8 @@ class Route:
     expire: Expirer | None = None  # None: records carry no timestamp we can read back
     authorization: str | None = field(default=None, repr=False)
     fallback_url: str | None = None  # tried from then on after a 404 (legacy OpenPipeline path)
+    #: Joins uncompressed bodies into one request (coalescing small bodies); None: never.
+    merge: Callable[[list[bytes]], bytes] | None = None
 
 
 def logs(config: ExporterConfig) -> Route:
@@ -75,12 +77,13 @@ def logs(config: ExporterConfig) -> Route:
             split=_halves(otlp.split_request, otlp.count_records), count=otlp.count_records,
             read_rejections=lambda status, body: otlp.parse_partial_success(body),
             probe=b"", expire=otlp.expire_records, authorization=config.authorization,
+            merge=b"".join,  # requests concatenate: resource_logs is a repeated field
         )
     return Route(
         name="logs", url=config.logs_url, content_type=JSON, scope=LOGS_SCOPE,
         split=split_json_array, count=payload.count_json_array,
         read_rejections=responses.logs_json_rejections, expire=expire_json_logs,
-        authorization=config.authorization,
+        authorization=config.authorization, merge=merge_json_arrays,
     )
 
 
@@ -101,6 +104,7 @@ def security(config: ExporterConfig, endpoint_name: str) -> Route:
         scope=SECURITY_SCOPE, split=split_json_array, count=payload.count_json_array,
         read_rejections=responses.nothing_rejected, authorization=config.authorization,
         fallback_url=endpoint.security_events_url(endpoint_name, legacy=True),
+        merge=merge_json_arrays,
     )
 
 
@@ -128,6 +132,12 @@ def split_json_array(data: bytes) -> list[tuple[bytes, int]] | None:
     middle = len(items) // 2
     return [(orjson.dumps(items[:middle]), middle),
             (orjson.dumps(items[middle:]), len(items) - middle)]
+
+
+def merge_json_arrays(arrays: list[bytes]) -> bytes:
+    """One JSON array of the elements of `arrays` (each a JSON array, as `payload` writes)."""
+    inner = [array.strip()[1:-1].strip() for array in arrays]
+    return b"[" + b",".join(part for part in inner if part) + b"]"
 
 
 def expire_json_logs(data: bytes, cutoff_ns: int) -> tuple[bytes | None, int, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 
@@ -90,6 +91,27 @@ class BodyQueue(Generic[Body]):
             self._ready.notify_all()  # producers waiting for room
             return body
 
+    def get_while(self, accept: Callable[[Body], bool]) -> list[Body]:
+        """Take bodies from the head for as long as `accept` says yes (without waiting)."""
+        taken: list[Body] = []
+        with self._ready:
+            while self._bodies and accept(self._bodies[0]):
+                body = self._bodies.popleft()
+                self._bytes -= body.size
+                self._records -= body.records
+                taken.append(body)
+            if taken:
+                self._ready.notify_all()  # producers waiting for room
+        return taken
+
+    def wait_for_more(self, count: int, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until more than `count` bodies are queued (or a
+        `wake()`); True if there are."""
+        with self._ready:
+            if len(self._bodies) <= count:
+                self._ready.wait(timeout)
+            return len(self._bodies) > count
+
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a body or a `wake()`, without taking it."""
         with self._ready:
@@ -103,6 +125,11 @@ class BodyQueue(Generic[Body]):
             self._bytes = self._records = 0
             self._ready.notify_all()  # producers waiting for room
             return bodies
+
+    def peek(self) -> Body | None:
+        """The head of the queue, left in place."""
+        with self._ready:
+            return self._bodies[0] if self._bodies else None
 
     def wake(self) -> None:
         with self._ready:

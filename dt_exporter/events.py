@@ -174,7 +174,7 @@ class _IngestClient:
     def _body(self, data: bytes, records: int) -> Body:
         level = self._config.gzip_level
         return Body(self._route.name, payload.compress(data, self._encoding, level), records,
-                    self._encoding)
+                    self._encoding, raw_size=len(data))
 
     def _receipt(self, received: int, bodies: Sequence[Body], dropped: Counter[str],
                  problems: list[str], truncated: Mapping[str, int]) -> SendReceipt:

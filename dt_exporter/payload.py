@@ -31,6 +31,7 @@ class Body:
     encoding: Encoding
     oldest_ns: int = 0  # timestamp of its oldest record (0: unknown); bodies expire at 24 h
     spool_name: str | None = None  # its file in the disk spool, when one is configured
+    raw_size: int = 0  # bytes before compression (0: unknown; such bodies are not coalesced)
 
     @property
     def size(self) -> int:

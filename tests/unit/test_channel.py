@@ -392,3 +392,116 @@ def test_a_forked_child_starts_its_own_books() -> None:
     assert seen == [0, 0, 1, 1]
     assert ch.stats().queued_records == 3
     assert ch.flush(1.0) and ch.stats().delivered == 3
+
+
+def one_record(i: int) -> Body:
+    data = orjson.dumps([{"content": f"line {i}", "timestamp": NOW_NS // 1_000_000}])
+    return Body("logs", data, 1, "identity", NOW_NS, raw_size=len(data))
+
+
+def test_small_queued_bodies_ride_in_one_request() -> None:
+    """One-record bodies waiting in the queue (SimpleLogRecordProcessor makes those) are
+    coalesced into one request within the limits; every ticket resolves delivered."""
+    transport = FakeTransport(ok())
+    ch = channel(transport, FakeClock())
+    tickets = [t for i in range(100) for t in ch.submit(Batch(1, [one_record(i)]))]
+    assert ch.flush(1.0)
+    assert len(transport.requests) == 1
+    sent = orjson.loads(transport.requests[0][1])
+    assert [obj["content"] for obj in sent] == [f"line {i}" for i in range(100)]
+    assert all(t.result is not None and t.result.delivered == 1 for t in tickets)
+    assert ch.stats().delivered == 100 and ch.stats().balanced
+
+
+def test_coalescing_keeps_within_the_record_limit() -> None:
+    """A coalesced request never carries more records than a request may."""
+    transport = FakeTransport(ok())
+    ch = Channel([_routes.logs(CONFIG)], lambda: transport, max_queue_bytes=1 << 20,
+                 backoff=Backoff(1.0, 30.0), max_elapsed_s=60.0, clock=FakeClock(),
+                 threaded=False, max_records=30)
+    for i in range(100):
+        ch.submit(Batch(1, [one_record(i)]))
+    assert ch.flush(1.0)
+    assert [len(orjson.loads(body)) for _, body, _ in transport.requests] == [30, 30, 30, 10]
+
+
+def test_a_400_on_a_coalesced_request_finds_the_bad_member() -> None:
+    """When the server refuses a coalesced request with 400, its members go one by one, so
+    only the record it objects to is dropped."""
+    transport = FakeTransport(lambda body: ok(400) if b"line 3\"" in body else ok())
+    ch = channel(transport, FakeClock())
+    for i in range(6):
+        ch.submit(Batch(1, [one_record(i)]))
+    assert ch.flush(1.0)
+    stats = ch.stats()
+    assert stats.dropped == {"http_400": 1} and stats.delivered == 5 and stats.balanced
+    assert len(transport.requests) == 1 + 6
+
+
+def test_a_partial_success_on_a_coalesced_request_is_shared_out() -> None:
+    """Rejections a 200 reports for a coalesced request are counted exactly; nothing is
+    sent twice."""
+    answer = ok(200, b'{"details":{"code":200,"message":"rejected records: 0, 4"}}')
+    transport = FakeTransport(answer)
+    ch = channel(transport, FakeClock())
+    tickets = [t for i in range(5) for t in ch.submit(Batch(1, [one_record(i)]))]
+    assert ch.flush(1.0)
+    assert len(transport.requests) == 1
+    stats = ch.stats()
+    assert stats.delivered == 3 and stats.dropped == {"rejected_by_server": 2}
+    assert sum(t.result.delivered for t in tickets if t.result) == 3
+
+
+def test_events_are_never_coalesced() -> None:
+    """The Events API takes one event per request: its bodies go alone."""
+    route = _routes.events(CONFIG)
+    transport = FakeTransport(ok(201, b'{"eventIngestResults":[{"status":"OK"}]}'))
+    ch = channel(transport, FakeClock(), route=route)
+    for i in range(3):
+        data = orjson.dumps({"title": f"e{i}"})
+        ch.submit(Batch(1, [Body("events", data, 1, "identity", raw_size=len(data))]))
+    assert ch.flush(1.0)
+    assert len(transport.requests) == 3
+
+
+def test_otlp_requests_concatenate_and_expire_per_record() -> None:
+    """OTLP bodies coalesce by concatenation (a repeated field), and expiry drops only the
+    stale LogRecords of a request."""
+    from collections import Counter
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from dt_exporter import otlp
+    from dt_exporter.limits import GRAIL
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    stale = NOW_NS - MAX_RECORD_AGE_NS - HOUR_NS
+    for i, ts in enumerate([stale, NOW_NS, NOW_NS]):
+        provider.get_logger("t").emit(body=f"r{i}", timestamp=ts)
+    records = list(memory.get_finished_logs())
+    bodies = []
+    for record in records:
+        (request,) = otlp.encode_log_requests([record], GRAIL, truncations=Counter(),
+                                             dropped=Counter())
+        bodies.append(Body("otlp", request.data, 1, "identity",
+                           record.log_record.timestamp or 0, raw_size=len(request.data)))
+    otlp_config = ExporterConfig.from_env({}, endpoint="https://abc12345.live.dynatrace.com",
+                                          token="dt0c01.TEST", compression="none",
+                                          protocol="otlp")
+    transport = FakeTransport(ok(200))
+    ch = channel(transport, FakeClock(), route=_routes.logs(otlp_config))
+    for body in bodies[1:]:
+        ch.submit(Batch(1, [body]))
+    assert ch.flush(1.0)
+    assert len(transport.requests) == 1
+    sent = ExportLogsServiceRequest.FromString(transport.requests[0][1])
+    assert [lr.body.string_value for rl in sent.resource_logs for sl in rl.scope_logs
+            for lr in sl.log_records] == ["r1", "r2"]
+    merged = b"".join(body.data for body in bodies)
+    kept, left, expired, oldest = otlp.expire_records(merged, NOW_NS - MAX_RECORD_AGE_NS)
+    assert (left, expired, oldest) == (2, 1, NOW_NS) and kept is not None
+    assert otlp.count_records(kept) == 2
