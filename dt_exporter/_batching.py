@@ -62,6 +62,12 @@ class LogBatcher:
         # Text shorter than this many characters cannot exceed the content limit.
         self._content_chars = config.limits.max_content_bytes // 4
 
+    def set_enrichment(self, enrichment: Mapping[str, Any] | None) -> None:
+        """New enrichment attributes (a forked worker's own process entity)."""
+        self._lock = threading.Lock()  # called in a forked child: a parent may have held it
+        self._enrichment = enrichment
+        self._mapper.enrichment = enrichment
+
     def finish(self, encoded: Encoded) -> Batch:
         """Compress the request bodies into a `Batch` for the channel."""
         cfg = self._config

@@ -24,6 +24,7 @@ dotted keys, `trace_id`/`span_id`, `content`, `timestamp` (ms) and `loglevel`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from dt_exporter import _forks
 from dt_exporter.config import ExporterConfig
+from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
     Event,
     EventRoutes,
@@ -82,9 +84,11 @@ class EventRoutingExporter(LogRecordExporter):
         if config is None and not settings and isinstance(log_exporter, DynatraceLogExporter):
             config = log_exporter.config
         cfg = resolve_config(config, settings)
+        if compression is not None:  # a keyword for the events clients only
+            cfg = _with_events_compression(cfg, compression)
         for route in self._routes.routes:
             if route.target == "events" and self._events is None:
-                self._events = EventsClient(cfg, events_compression=compression)
+                self._events = EventsClient(cfg)
             elif route.target == "security" and route.endpoint_name not in self._security:
                 self._security[route.endpoint_name] = SecurityEventsClient(
                     route.endpoint_name, cfg)
@@ -182,6 +186,16 @@ class EventRoutingExporter(LogRecordExporter):
 
     def __repr__(self) -> str:
         return f"EventRoutingExporter({self._logs!r}, routes={str(self._routes)!r})"
+
+
+def _with_events_compression(cfg: ExporterConfig, raw: object) -> ExporterConfig:
+    value = str(raw).strip().lower()
+    if value not in ("gzip", "none"):
+        raise ConfigError("events_compression", "expected gzip or none")
+    if value == "gzip" and cfg.endpoint.is_oneagent:
+        raise ConfigError("DT_EXPORTER_EVENTS_COMPRESSION",
+                          "the OneAgent local endpoint refuses Content-Encoding")
+    return dataclasses.replace(cfg, events_compression="gzip" if value == "gzip" else "none")
 
 
 def _take(counter: Counter[str]) -> Counter[str]:

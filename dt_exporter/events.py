@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 from dt_exporter import _routes, payload, responses
 from dt_exporter._channel import BodyResult, Channel, describe_permanent
 from dt_exporter._routes import Route
-from dt_exporter.config import Compression, ExporterConfig, read_env
+from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
     Event,
@@ -54,31 +54,6 @@ _log = logging.getLogger(__name__)
 
 EVENTS_SCOPE: Final = _routes.EVENTS_SCOPE
 SECURITY_SCOPE: Final = _routes.SECURITY_SCOPE
-EVENTS_COMPRESSION_ENV_VAR: Final = "DT_EXPORTER_EVENTS_COMPRESSION"
-
-
-@dataclass(frozen=True, slots=True)
-class EventSettings:
-    """What the events clients read beyond `ExporterConfig`: `events_compression`
-    (`DT_EXPORTER_EVENTS_COMPRESSION`, default `none`)."""
-
-    compression: Compression = "none"
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, compression: str | None = None
-    ) -> EventSettings:
-        raw = compression if compression is not None else read_env(EVENTS_COMPRESSION_ENV_VAR, env)
-        if raw is None:
-            return cls()
-        value = str(raw).strip().lower()
-        if value == "gzip":
-            return cls("gzip")
-        if value == "none":
-            return cls("none")
-        raise ConfigError(EVENTS_COMPRESSION_ENV_VAR, "expected gzip or none")
-
-
 @dataclass(frozen=True, slots=True)
 class SendReceipt:
     """What `send()` did: how many events it queued, and which it refused and why.
@@ -229,16 +204,14 @@ class _IngestClient:
 class EventsClient(_IngestClient):
     """Sends events to the Events API v2. `EventsClient()` reads `DT_ENDPOINT`, `DT_API_TOKEN`
     and the other `DT_EXPORTER_*` settings; keyword arguments (the `ExporterConfig` setting
-    names, plus `events_compression`) override them. Bad configuration raises `ConfigError`.
+    names, `events_compression` among them) override them. Bad configuration raises
+    `ConfigError`. Bodies are gzipped only with `events_compression="gzip"`
+    (`DT_EXPORTER_EVENTS_COMPRESSION`): whether the endpoint takes gzip is not documented.
     """
 
     def __init__(self, config: ExporterConfig | None = None, **settings: Any) -> None:
-        events = EventSettings.from_env(compression=settings.pop("events_compression", None))
         cfg = resolve_config(config, settings)
-        if events.compression == "gzip" and cfg.endpoint.is_oneagent:
-            raise ConfigError(EVENTS_COMPRESSION_ENV_VAR,
-                              "the OneAgent local endpoint refuses Content-Encoding")
-        encoding: Encoding = "gzip" if events.compression == "gzip" else "identity"
+        encoding: Encoding = "gzip" if cfg.events_compression == "gzip" else "identity"
         super().__init__(cfg, _routes.events(cfg), encoding)
 
     def send(self, events: Event | Iterable[Event]) -> SendReceipt:

@@ -75,6 +75,7 @@ class DynatraceLogExporter(LogRecordExporter):
 
     def __init__(self, *, config: ExporterConfig | None = None, **settings: Any) -> None:
         self._misconfigured = Accounting()
+        self._enriched = False
         self._created = time.monotonic_ns()
         self._companion_added = False
         _LIVE.add(self)
@@ -93,7 +94,9 @@ class DynatraceLogExporter(LogRecordExporter):
             return
         cfg = self._config
         route = _routes.logs(cfg)
-        self._batcher = LogBatcher(cfg, route.name, _enrichment_or_none(strict=bool(settings)))
+        self._enriched = (_enrichment_or_none(strict=bool(settings)) is not None)
+        self._batcher = LogBatcher(cfg, route.name,
+                                   _enrichment.attributes() if self._enriched else None)
         self._channel = Channel.for_config(cfg, [route],
                                            spool=self._open_spool(cfg, strict=bool(settings)))
 
@@ -113,8 +116,11 @@ class DynatraceLogExporter(LogRecordExporter):
             return None
 
     def after_fork_in_child(self) -> None:
-        """A lock held by a parent thread at fork time would never be released here."""
+        """A lock held by a parent thread at fork time would never be released here; a forked
+        worker is another process: its own process entity (re-read only if the files changed)."""
         self._shutdown_lock = threading.Lock()
+        if self._channel is not None and self._enriched:
+            self._batcher.set_enrichment(_enrichment.attributes() or None)
 
     @property
     def config(self) -> ExporterConfig | None:

@@ -169,8 +169,6 @@ os.waitpid(pid, 0)
 """.replace("PROCESS_FILE", PROCESS_FILE)
 
 
-@pytest.mark.xfail(strict=True, reason="the exporter reads the enrichment once, at construction; "
-                   "refreshing it in after_fork_in_child fixes this (remove the marker then)")
 def test_zero_code_forked_child_carries_its_own_process_attributes(
     tmp_path: Path, emulator: DynatraceEmulator
 ) -> None:
