@@ -9,6 +9,8 @@ The log exporter, the events clients and `dt-exporter send` are all built from t
     result  = tickets[0].wait(10.0)                 # BodyResult: delivered, dropped, status
     channel.shutdown(5.0)
 
+`send`'s line reader (`read_chunks`: JSON Lines, a JSON array or text, in chunks) is here too.
+
 A `Channel` owns its queue, spool, sender thread, retry loop and accounting; `stats()`,
 `flush()` and `shutdown()` live there. Use it when you write a front end of your own (a
 different input, a different producer policy); applications want `DynatraceLogExporter`,
@@ -17,26 +19,90 @@ different input, a different producer policy); applications want `DynatraceLogEx
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from dt_exporter import _routes
 from dt_exporter._batching import Encoded, LogBatcher
 from dt_exporter._channel import BodyResult, Channel, Clock, ShutdownReport, Ticket
 from dt_exporter._routes import Route
 from dt_exporter._routes import events as events_route
 from dt_exporter._routes import logs as log_route
 from dt_exporter._routes import security as security_route
+from dt_exporter.config import ExporterConfig
+from dt_exporter.errors import TransportError
+from dt_exporter.lines import FORMATS, ByteSource, Chunk, InputFormat, read_chunks
 from dt_exporter.payload import Batch, Body
+from dt_exporter.responses import server_message
+from dt_exporter.retry import PERMANENT_MEANING
+from dt_exporter.transport import Response, Transport, describe_proxy
+
+#: Sent only if a server refuses the empty array with 400 (the emulator and, as far as we know,
+#: Dynatrace accept it with 204).
+FALLBACK_PROBE: bytes = b'[{"content":"dt-exporter check"}]'
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """What one harmless request to a route said: an HTTP `response`, or the `error` that kept
+    one from coming; `fallback_used` when the empty body was refused and one record was sent."""
+
+    route: Route
+    response: Response | None
+    error: TransportError | None
+    elapsed_s: float
+    fallback_used: bool = False
+
+
+def send_probe(config: ExporterConfig, route: Route | None = None) -> ProbeAnswer:
+    """Send `route`'s probe (default: the log route's; it ingests nothing) once, with the
+    configuration's TLS, proxy and timeout, no retries and no redirects."""
+    route = route or _routes.logs(config)
+    headers = {"Content-Type": route.content_type}
+    if route.authorization:
+        headers["Authorization"] = route.authorization
+    transport = Transport.for_config(config)
+    started = time.monotonic()
+    try:
+        response = transport.post(route.url, route.probe, headers)
+        fallback = response.status == 400 and route.content_type == _routes.JSON
+        if fallback:
+            response = transport.post(route.url, FALLBACK_PROBE, headers)
+        return ProbeAnswer(route, response, None, time.monotonic() - started, fallback)
+    except TransportError as error:
+        return ProbeAnswer(route, None, error, time.monotonic() - started)
+    finally:
+        transport.close()
+
+
+def meaning(status: int) -> str:
+    """What a permanent HTTP status means for an ingest API ("" when it has no entry)."""
+    return PERMANENT_MEANING.get(status, "")
 
 __all__ = [
+    "FALLBACK_PROBE",
+    "FORMATS",
     "Batch",
     "Body",
     "BodyResult",
+    "ByteSource",
     "Channel",
+    "Chunk",
     "Clock",
     "Encoded",
+    "InputFormat",
     "LogBatcher",
+    "ProbeAnswer",
+    "Response",
     "Route",
     "ShutdownReport",
     "Ticket",
+    "describe_proxy",
     "events_route",
     "log_route",
+    "meaning",
+    "read_chunks",
     "security_route",
+    "send_probe",
+    "server_message",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
@@ -34,9 +33,7 @@ from dt_exporter.config import (
     redact_url,
 )
 from dt_exporter.errors import ConfigError, TransportError
-from dt_exporter.responses import server_message
-from dt_exporter.retry import PERMANENT_MEANING
-from dt_exporter.transport import Response, Transport
+from dt_exporter.pipeline import Response, describe_proxy, meaning, send_probe, server_message
 
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
@@ -53,9 +50,6 @@ KIND_NAMES: Final = {
     "custom": "custom",
 }
 SCOPE: Final = "logs.ingest"
-#: Sent only if a server refuses the empty array with 400 (the emulator and, as far as we know,
-#: Dynatrace accept it with 204).
-FALLBACK_RECORD: Final = b'[{"content":"dt-exporter check"}]'
 _TOKEN_SHAPE: Final = re.compile(r"dt0[a-zA-Z][0-9]{2}")
 
 
@@ -168,30 +162,20 @@ def _show_proxy(proxy: ProxySettings) -> str:
 
 def probe(config: ExporterConfig, out: TextIO) -> Verdict:
     """One harmless request; what its outcome says about the setup."""
-    otlp = config.protocol == "otlp"
-    body, what = (b"", "an empty OTLP request") if otlp else (b"[]", "an empty JSON array []")
-    headers = {"Content-Type": "application/x-protobuf" if otlp
-               else "application/json; charset=utf-8"}
-    if config.authorization:
-        headers["Authorization"] = config.authorization
-    transport = Transport(timeout_s=config.timeout_s, ca_bundle=config.ca_bundle,
-                          verify=not config.insecure_skip_tls_verify)
+    what = "an empty OTLP request" if config.protocol == "otlp" else "an empty JSON array []"
     print(f"\nProbe: POST {what} to the logs ingest URL (nothing is ingested)", file=out)
-    try:
-        started = time.monotonic()
-        response = transport.post(config.logs_url, body, headers)
-        if response.status == 400 and not otlp:
-            print("  the server refused the empty array (400): sending one record with content "
-                  "\"dt-exporter check\" instead (it will be ingested)", file=out)
-            response = transport.post(config.logs_url, FALLBACK_RECORD, headers)
-        elapsed_ms = (time.monotonic() - started) * 1000
-    except TransportError as error:
-        return _transport_verdict(config, error)
-    finally:
-        transport.close()
-    print(f"  reachable: yes (HTTP {response.status} in {elapsed_ms:.0f} ms)", file=out)
+    print(f"  route: {describe_proxy(config.proxy, config.logs_url)}", file=out)
+    answer = send_probe(config)
+    if answer.error is not None:
+        return _transport_verdict(config, answer.error)
+    assert answer.response is not None
+    if answer.fallback_used:
+        print("  the server refused the empty array (400): sent one record with content "
+              "\"dt-exporter check\" instead (it will be ingested)", file=out)
+    print(f"  reachable: yes (HTTP {answer.response.status} in {answer.elapsed_s * 1000:.0f} ms)",
+          file=out)
     print(f"  TLS: {_tls_state(config)}", file=out)
-    return _http_verdict(config, response, out)
+    return _http_verdict(config, answer.response, out)
 
 
 def _host(config: ExporterConfig) -> str:
@@ -261,9 +245,12 @@ def _http_verdict(config: ExporterConfig, response: Response, out: TextIO) -> Ve
         return Verdict(EXIT_HTTP, "FAILED: HTTP 429",
                        f"Dynatrace is throttling, or log ingest is disabled on this environment"
                        f"{detail}; try again later and check that log ingest is enabled.")
-    meaning = PERMANENT_MEANING.get(status, "an unexpected answer")
+    if status == 407:
+        return Verdict(EXIT_NETWORK, "FAILED: proxy",
+                       f"The proxy answered 407: {meaning(407)}{detail}.")
+    explained = meaning(status) or "an unexpected answer"
     return Verdict(EXIT_HTTP, f"FAILED: HTTP {status}",
-                   f"The logs ingest endpoint answered {status}: {meaning}{detail}; check "
+                   f"The logs ingest endpoint answered {status}: {explained}{detail}; check "
                    "DT_ENDPOINT and the environment's log ingest settings.")
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +25,7 @@ from typing import IO, Any, Final, TextIO
 
 from dt_exporter import DeliveryStats, ExporterConfig, pipeline
 from dt_exporter.errors import ConfigError
-from dt_exporter.lines import FORMATS, ByteSource, Chunk, InputFormat, read_chunks
+from dt_exporter.pipeline import FORMATS, ByteSource, Chunk, InputFormat, read_chunks
 
 #: The CLI waits for queue room instead of evicting; a small queue keeps memory flat (the
 #: exporter's default of 64 MB buys nothing when the producer can wait).
