@@ -19,13 +19,15 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 pytest_plugins = ["dt_exporter.testing.pytest_plugin"]
 
 RecordFactory = Callable[..., list[ReadableLogRecord]]
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No DT_* or OTEL_* variable from the developer's shell may leak into a test."""
+    """No DT_*, OTEL_* or proxy variable from the developer's shell may leak into a test (an
+    ambient HTTP_PROXY would route the emulator's loopback traffic through it)."""
     for name in list(os.environ):
-        if name.startswith(("DT_", "OTEL_")):
+        if name.startswith(("DT_", "OTEL_")) or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name)
 
 
