@@ -9,6 +9,7 @@ Run:  DT_ENDPOINT=... DT_API_TOKEN=... \
 from __future__ import annotations
 
 import logging
+import os
 
 import uwsgi  # type: ignore[import-not-found]  # exists only inside a uWSGI process
 from uwsgidecorators import postfork  # type: ignore[import-not-found]
@@ -17,6 +18,7 @@ from wsgi_app import app
 from dt_exporter import setup_dynatrace
 
 __all__ = ["app"]
+log = logging.getLogger("shop.worker")
 
 
 @postfork
@@ -25,3 +27,4 @@ def set_up_dynatrace() -> None:
     logging.getLogger().setLevel(logging.INFO)  # the root's default, WARNING, drops INFO
     handles = setup_dynatrace("guide-uwsgi")
     uwsgi.atexit = handles.shutdown  # the worker is stopping: deliver what it logged
+    log.info("worker %d ready", os.getpid())
