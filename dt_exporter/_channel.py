@@ -75,7 +75,8 @@ class Clock(Protocol):
 class Poster(Protocol):
     """What the channel needs of a transport (`transport.Transport`; a fake in unit tests)."""
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response: ...
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+             timeout_s: float | None = None) -> Response: ...
     def close(self) -> None: ...
 
 
@@ -320,6 +321,7 @@ class Channel:
         self._busy = False
         self._asleep_until = 0.0  # monotonic end of the sender thread's current backoff
         self._flushing = 0  # flush() calls waiting now (no lingering meanwhile)
+        self._hurry_until: float | None = None  # a shutdown's deadline, for attempts on the wire
         self._last_recover = self._clock.monotonic()
 
     def after_fork_in_child(self) -> None:
@@ -419,6 +421,7 @@ class Channel:
                 return self._report or ShutdownReport(drained=True)
             self._closed = True
         deadline = self._clock.monotonic() + max(timeout_s, 0.0)
+        self._hurry_until = deadline
         if self._thread_alive():
             # Drain, but stop waiting as soon as the thread sleeps past the deadline.
             with self._progress:
@@ -609,7 +612,7 @@ class Channel:
                     return self._unmerge(job)
                 if self._split(route, job, learned=True):
                     return True
-            verdict, response = self._attempt(route, job, failures)
+            verdict, response = self._attempt(route, job, failures, stop_at)
             if verdict.outcome is Outcome.DELIVERED:
                 self._finish(job, delivered=job.records)
                 return True
@@ -653,8 +656,7 @@ class Channel:
             delay = min(self._backoff.delay(attempt, self._rng, verdict.retry_after_s), left)
             self._accounting.count(retries=1)
             if stop_at is not None and now + delay > stop_at:
-                clock.wait(self._abort, stop_at - now)
-                return self._put_back(job)
+                return self._put_back(job)  # the next try would come too late for the caller
             self._asleep_until = now + delay
             self._notify_progress()
             interrupted = clock.wait(self._abort, delay)
@@ -662,7 +664,8 @@ class Channel:
             if interrupted:
                 return self._put_back(job)
 
-    def _attempt(self, route: Route, job: _Job, failures: int) -> tuple[Verdict, Response | None]:
+    def _attempt(self, route: Route, job: _Job, failures: int,
+                 stop_at: float | None) -> tuple[Verdict, Response | None]:
         body = job.body
         headers = {"Content-Type": route.content_type}
         if route.authorization:
@@ -675,7 +678,8 @@ class Channel:
             with _selflog.sending():  # urllib3's lines about the pool and request are ours
                 if self._transport is None:
                     self._transport = self._new_transport()
-                response = self._transport.post(url, body.data, headers)
+                response = self._transport.post(url, body.data, headers,
+                                                timeout_s=self._attempt_limit(stop_at))
         except TransportError as exc:
             self._log(logging.WARNING, f"transport_{exc.kind}",
                       "dt_exporter could not reach %s (%s); will retry", _host(url), exc)
@@ -690,6 +694,11 @@ class Channel:
 
     def _cutoff_ns(self) -> int:
         return self._clock.time_ns() - _EXPIRY_NS
+
+    def _attempt_limit(self, stop_at: float | None) -> float | None:
+        """How long this attempt may take: no longer than the flush or shutdown waiting on it."""
+        ends = [t for t in (stop_at, self._hurry_until) if t is not None]
+        return max(min(ends) - self._clock.monotonic(), 0.0) if ends else None
 
     def _expire(self, route: Route, job: _Job) -> bool:
         """Drop the records of `job` past the 24 h window; False when none is left."""

@@ -62,6 +62,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 _CHUNK: Final = 16 * 1024
 _URLLIB3_LOGGERS: Final = ("urllib3.connectionpool", "urllib3.connection", "urllib3.response")
 SENDER_THREAD_PREFIX: Final = "dt_exporter-sender"
+_MIN_ATTEMPT_S: Final = 0.05  # the smallest DT_EXPORTER_TIMEOUT config.py accepts
 _TUNNEL_REFUSED: Final = re.compile(r"Tunnel connection failed: (\d{3})\b ?(.*)")
 _log = logging.getLogger(__name__)
 
@@ -117,15 +118,19 @@ class Transport:
             proxy=config.proxy,
         )
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        """Send once and read the answer, all within `timeout_s`.
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+             timeout_s: float | None = None) -> Response:
+        """Send once and read the answer, all within `timeout_s` (at most the transport's own
+        timeout; a shutdown deadline may make it shorter).
 
         Returns the answer (a proxy's own 407 included, also when it refuses a CONNECT tunnel);
         raises TransportError when no HTTP answer came back in time.
         """
         proxy = select_proxy(self._proxy, url)
         pool = self._direct if proxy is None else self._via[proxy.reveal()]
-        attempt = _Attempt(time.monotonic() + self._timeout_s)
+        limit = self._timeout_s if timeout_s is None else max(min(timeout_s, self._timeout_s),
+                                                               _MIN_ATTEMPT_S)
+        attempt = _Attempt(time.monotonic() + limit)
         _current.attempt = attempt
         _WATCHDOG.arm(attempt)
         try:

@@ -63,10 +63,13 @@ class FakeTransport:
     def __init__(self, *answers: Answer) -> None:
         self.script: deque[Answer] = deque(answers)
         self.requests: list[tuple[str, bytes, Mapping[str, str]]] = []
+        self.timeouts: list[float | None] = []
         self.closed = False
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+             timeout_s: float | None = None) -> Response:
         self.requests.append((url, body, headers))
+        self.timeouts.append(timeout_s)
         answer = self.script[0] if len(self.script) == 1 else self.script.popleft()
         if isinstance(answer, TransportError):
             raise answer
@@ -218,12 +221,15 @@ def test_a_retry_after_longer_than_the_budget_waits_out_the_budget() -> None:
 
 
 def test_flush_without_a_thread_respects_its_deadline() -> None:
-    """On the calling thread, flush stops at its deadline and leaves the body queued."""
+    """On the calling thread, flush stops at its deadline and leaves the body queued; each
+    attempt is told how long it may take (no longer than the flush has left)."""
     clock = FakeClock()
-    ch = channel(FakeTransport(ok(503)), clock)
+    transport = FakeTransport(ok(503))
+    ch = channel(transport, clock)
     ch.submit(Batch(2, [fresh(2)]))
     assert not ch.flush(5.0)
     assert clock.now <= 1000.0 + 5.0 + 1e-6
+    assert transport.timeouts and all(t is not None and t <= 5.0 for t in transport.timeouts)
     stats = ch.stats()
     assert stats.queued_records == 2 and stats.in_flight == 0 and stats.balanced
 
