@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dt_exporter import DynatraceLogExporter
 from dt_exporter.testing import DynatraceEmulator, Reply
 
 #: A by-hand OpenTelemetry logs setup, as the README shows it.
@@ -249,3 +250,19 @@ def test_the_serverless_example_loses_nothing_when_killed_after_the_handler(emul
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50", "True"]
     assert sorted(r.attributes["item.id"] for r in emulator.records) == list(range(50))
+
+
+def test_shutdown_against_a_hanging_server_reports_what_is_on_the_wire(make_records):
+    """A server that takes the request and never answers: shutdown keeps its deadline and
+    says the records are still in flight (not delivered, not silently lost)."""
+    with DynatraceEmulator() as dt:
+        dt.enqueue("logs", Reply(hang=True))
+        exporter = DynatraceLogExporter(endpoint=dt.url, token=dt.token, timeout_s=30,
+                                        shutdown_timeout_s=1)
+        exporter.export(make_records(5))
+        dt.wait_for_requests(1, timeout=10)
+        exporter.shutdown()
+        report = exporter.last_shutdown
+        stats = exporter.stats()
+    assert report is not None and report.in_flight == 5 and not report.drained
+    assert stats.in_flight == 5 and stats.balanced
