@@ -449,15 +449,19 @@ class Channel:
                 else:
                     lost += job.records
             in_flight = self._accounting.in_flight
-        stopped = thread is None or not thread.is_alive()
-        if stopped:
-            if self._transport is not None:
-                self._transport.close()
-            if self._spool is not None:
-                self._spool.close()
         self._report = ShutdownReport(drained and not lost and not waiting, lost, waiting,
                                       in_flight)
+        if thread is None or not thread.is_alive():
+            self._release()  # else the thread does it when its attempt ends
         return self._report
+
+    def _release(self) -> None:
+        """Close the pool and the spool (its lock: another exporter may claim what is left).
+        Idempotent: the shutting-down caller or the exiting sender thread, whichever is last."""
+        if self._transport is not None:
+            self._transport.close()
+        if self._spool is not None:
+            self._spool.close()
 
     @property
     def last_shutdown(self) -> ShutdownReport | None:
@@ -566,6 +570,8 @@ class Channel:
             self._deliver_safely(job, stop_at=None)
             self._notify_progress()
         self._notify_progress()
+        if self._closed:  # shutdown may have returned already: release is idempotent
+            self._release()
 
     def _run_here(self, deadline: float) -> bool:
         """The loop on the calling thread, until the queue is empty or `deadline` passes."""

@@ -266,3 +266,25 @@ def test_shutdown_against_a_hanging_server_reports_what_is_on_the_wire(make_reco
         stats = exporter.stats()
     assert report is not None and report.in_flight == 5 and not report.drained
     assert stats.in_flight == 5 and stats.balanced
+
+
+def test_a_new_exporter_in_the_same_process_claims_what_the_last_one_left(tmp_path,
+                                                                       make_records):
+    """Shutdown during an outage leaves the records in the spool (`left_in_spool`) and
+    releases its lock; the next exporter in this process delivers them without new logs."""
+    spool = str(tmp_path / "spool")
+    with DynatraceEmulator() as dt:
+        dt.enqueue("logs", *[Reply(503) for _ in range(1000)])
+        first = DynatraceLogExporter(endpoint=dt.url, token=dt.token, spool_dir=spool,
+                                     shutdown_timeout_s=0.5)
+        first.export(make_records(40))
+        first.shutdown()
+        report = first.last_shutdown
+        dt.reset()
+        second = DynatraceLogExporter(endpoint=dt.url, token=dt.token, spool_dir=spool)
+        assert second.force_flush(10_000)
+        stats = second.stats()
+        second.shutdown()
+        delivered = len(dt.records)
+    assert report is not None and report.left_in_spool + report.in_flight == 40
+    assert delivered == 40 and stats.delivered == 40 and stats.possible_duplicates == 40
