@@ -9,6 +9,7 @@ from dt_exporter.event_model import Event, EventType, InvalidEventError
 from dt_exporter.event_routing import EventRoutingExporter
 from dt_exporter.events import EventResult, EventsClient, SecurityEventsClient, SendReceipt
 from dt_exporter.exporter import DynatraceLogExporter
+from dt_exporter.handler import DynatraceHandler
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
 from dt_exporter.setup import DynatraceSetup, setup_dynatrace
 from dt_exporter.stats import DeliveryStats
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "DeliveryStats",
     "DtExporterError",
+    "DynatraceHandler",
     "DynatraceLogExporter",
     "DynatraceResourceDetector",
     "DynatraceSetup",

@@ -140,6 +140,32 @@ class LogBatcher:
         )
         return requests, dropped
 
+    def objects(self, objects: Sequence[JsonObject], received: int, oldest_ns: int = 0,
+                dropped: Mapping[str, int] | None = None,
+                truncated: Mapping[str, int] | None = None) -> Encoded:
+        """Log objects already mapped by the caller (`DynatraceHandler` maps stdlib records
+        with its own `RecordMapper`) as JSON bodies within the byte and record limits.
+
+        `received` records became `objects`; `dropped` and `truncated` are what the caller's
+        mapping left out or cut, carried into the result with what serialising adds (an
+        object alone over `max_request_bytes`: `record_too_large`; scrubbed lone surrogates:
+        `invalid_unicode`). JSON route only.
+        """
+        if self._route_name != "logs":
+            raise ValueError(f"LogBatcher.objects needs the JSON route, not {self._route_name!r}")
+        lost: Counter[str] = Counter(dropped or {})
+        cfg = self._config
+        with self._lock:
+            requests = payload.json_arrays(
+                objects, max_bytes=cfg.max_request_bytes,
+                max_records=cfg.max_records_per_request,
+                truncations=self._truncations, dropped=lost,
+            )
+            cut: Counter[str] = Counter(truncated or {})
+            cut.update(self._truncations)
+            self._truncations.clear()
+        return Encoded(received, requests, oldest_ns, lost, cut)
+
     def lines(self, chunk: Chunk, now_ns: int) -> Encoded:
         """A chunk of `dt-exporter send` input (text lines and JSON objects) as JSON bodies."""
         cutoff_ms = (now_ns - _CUTOFF_NS) // 1_000_000
