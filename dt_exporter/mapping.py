@@ -143,18 +143,48 @@ class RecordMapper:
 
     def map_object(self, source: Mapping[str, Any]) -> JsonObject:
         """An already-Dynatrace-shaped object (a JSON log line): keys and values limited and
-        nested maps flattened, as for a record's attributes."""
-        special = {k: v for k, v in source.items() if k in SPECIAL_KEYS}
+        nested maps flattened, as for a record's attributes; the special fields after them.
+
+        The hot path of `dt-exporter send` on JSON lines: one pass, `_add_attributes`' cases
+        inlined (the same rules, the same output, key order included)."""
         out: JsonObject = {}
-        self._add_attributes(out, {k: v for k, v in source.items() if k not in special}
-                             if special else source)
-        for key, value in special.items():
-            if key == "content":
-                out[key] = self._content(value)
-            elif key == "timestamp" and type(value) in (int, float):
-                out[key] = float_to_json(value) if type(value) is float else value
+        special: list[tuple[str, Any]] | None = None
+        known = self.known_keys
+        value_chars = self._value_chars
+        for key, value in source.items():
+            if key in SPECIAL_KEYS:
+                if special is None:
+                    special = []
+                special.append((key, value))
+                continue
+            safe = known.get(key)
+            if safe is None:
+                safe = self._remember_key(key)
+            kind = type(value)
+            if kind is str:
+                out[safe] = value if len(value) <= value_chars else self._text(value)
+            elif kind is int:
+                out[safe] = value if INT_MIN <= value <= INT_MAX else self._text(int_text(value))
+            elif kind is bool or (kind is float and value - value == 0):  # finite float
+                out[safe] = value
             else:
-                out[key] = self._value(value, ())
+                self._flatten(out, safe, value, 1, ())
+        budget = self.limits.max_attributes - RESERVED_ATTRIBUTES
+        if len(out) > budget:
+            extra = list(out)[budget:]
+            for key in extra:
+                del out[key]
+            self.truncations["attributes"] += len(extra)
+        if special is not None:
+            for key, value in special:
+                if key == "content":
+                    out[key] = self._content(value)
+                elif type(value) is str and len(value) <= value_chars:
+                    out[key] = value  # what `_value` makes of it, without the calls
+                elif key == "timestamp" and type(value) in (int, float):
+                    out[key] = float_to_json(value) if type(value) is float else value
+                else:
+                    out[key] = self._value(value, ())
         return out
 
     def map(self, record: ReadableLogRecord) -> JsonObject:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
+import math
 import os
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ PROGRESS_INTERVAL_S: Final = 0.25  # at most 4 refreshes a second
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 #: Request bodies handed to the compression thread and not yet queued, at most.
 _COMPRESS_AHEAD: Final = 2
+#: Records per input chunk at most (`read_chunks`' default); see `chunk_records`.
+_CHUNK_RECORDS: Final = 20_000
 
 _log = logging.getLogger("dt_exporter")
 
@@ -103,29 +106,72 @@ class SendJob:
         self._compressor = ThreadPoolExecutor(1, thread_name_prefix="dt-exporter-send-gzip")
         self._compressing: deque[Future[None]] = deque()
         self._stopping = threading.Event()
+        # Consecutive chunks packed into one request body (see `_pack`): their sizes so far.
+        self._pending: list[pipeline.Encoded] = []
+        self._pending_bytes = 0
+        self._pending_records = 0
 
     def send(self, paths: list[str], fmt: InputFormat) -> None:
         for path in paths:
             try:
                 with _open(path) as source:
-                    for chunk in read_chunks(source, fmt):
+                    for chunk in read_chunks(source, fmt,
+                                             chunk_records=chunk_records(self._config)):
                         self._submit(chunk)
                         if chunk.error:
                             self._read_error(path, chunk.error)
             except (OSError, EOFError, ValueError) as error:  # gzip.BadGzipFile is an OSError
                 self._read_error(path, str(error) or type(error).__name__)
+        self._compress_pending()
         while self._compressing:
             self._compressing.popleft().result()
         while not self._channel.flush(PROGRESS_INTERVAL_S):
             self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
     def _submit(self, chunk: Chunk) -> None:
-        encoded = self._batcher.lines(chunk, time.time_ns())
+        self._pack(self._batcher.lines(chunk, time.time_ns()))
         self._input_bytes += chunk.input_bytes
+        self._progress.show(self.stats(), self._input_bytes, self._elapsed())
+
+    def _pack(self, encoded: pipeline.Encoded) -> None:
+        """Gather the bodies of consecutive chunks into one request of up to the request limits
+        (`max_request_bytes` uncompressed, `max_records_per_request`) before compressing.
+
+        A chunk's body is a fraction of a request (about 2 MB of input); the channel would
+        coalesce such small bodies by decompressing, joining and compressing them again, on the
+        sender thread. Joined here they are compressed once, and a full body is never coalesced
+        (it leaves no room). The records, their drops and cuts are those of the chunks; a chunk
+        whose records already filled more than one request is compressed as it is.
+        """
+        cfg = self._config
+        requests = encoded.requests
+        if len(requests) > 1:
+            self._compress_pending()
+            self._compress(encoded)
+            return
+        if requests:
+            data, records = requests[0]
+            joined = (self._pending_bytes + len(data) - 1) if self._pending_bytes else len(data)
+            if self._pending_bytes and (joined > cfg.max_request_bytes or self._pending_records
+                                        + records > cfg.max_records_per_request):
+                self._compress_pending()
+                joined = len(data)
+            self._pending_bytes = joined
+            self._pending_records += records
+        self._pending.append(encoded)
+        if self._pending_records >= cfg.max_records_per_request:
+            self._compress_pending()
+
+    def _compress_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._pending_bytes = self._pending_records = 0
+        if pending:
+            self._compress(pending[0] if len(pending) == 1 else join_encoded(pending))
+
+    def _compress(self, encoded: pipeline.Encoded) -> None:
         self._compressing.append(self._compressor.submit(self._compress_and_queue, encoded))
         while len(self._compressing) > _COMPRESS_AHEAD:  # memory stays flat
             self._compressing.popleft().result()
-        self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
     def _compress_and_queue(self, encoded: pipeline.Encoded) -> None:
         """On the compression thread: wait for room in the queue rather than evict."""
@@ -146,6 +192,10 @@ class SendJob:
     def stop(self) -> None:
         """Stop the channel; what is still queued (only after Ctrl-C) counts as `shutdown`."""
         self._stopping.set()
+        pending, self._pending = self._pending, []  # read, not yet compressed (Ctrl-C)
+        received = sum(encoded.received for encoded in pending)
+        if received:
+            self._channel.submit(pipeline.Batch.refused(received, "shutdown"))
         self._compressor.shutdown(wait=True)
         self._channel.shutdown(0.0 if self.stats().queued_records else 1.0)
         self._progress.clear()
@@ -176,6 +226,36 @@ class SendJob:
         if self.read_errors:
             parts.append(f"unreadable input: {', '.join(self.read_errors)}")
         return "dt-exporter send: " + ", ".join(parts)
+
+
+def chunk_records(config: ExporterConfig) -> int:
+    """Records per input chunk: at most 20,000 (memory stays flat), and a whole fraction of
+    `max_records_per_request` (default 50,000: 16,666), so that whole chunks fill a request."""
+    limit = config.max_records_per_request
+    return max(limit // math.ceil(limit / _CHUNK_RECORDS), 1)
+
+
+def join_encoded(parts: list[pipeline.Encoded]) -> pipeline.Encoded:
+    """Consecutive chunks' `Encoded` values (each at most one request body) as one: the bodies'
+    JSON arrays joined into one array, the counts added up."""
+    datas = [data for part in parts for data, _ in part.requests]
+    requests: list[tuple[bytes, int]] = []
+    if datas:
+        pieces: list[bytes | memoryview] = [b"["]
+        for data in datas:  # each a compact JSON array with at least one element
+            pieces += (memoryview(data)[1:-1], b",")
+        pieces[-1] = b"]"
+        requests.append((b"".join(pieces), sum(n for part in parts for _, n in part.requests)))
+    dropped: Counter[str] = Counter()
+    truncated: Counter[str] = Counter()
+    for part in parts:
+        dropped.update(part.dropped)
+        truncated.update(part.truncated)
+    return pipeline.Encoded(
+        sum(part.received for part in parts), requests,
+        min((part.oldest_ns for part in parts if part.oldest_ns), default=0),
+        dropped, truncated,
+    )
 
 
 def _reasons(counts: Any) -> str:
