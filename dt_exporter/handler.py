@@ -39,8 +39,10 @@ or the time is up (False). `close()` stops accepting records, delivers what is b
 count as queued.
 
 Never handled: records of the `dt_exporter` loggers (the library's own lines) and of `urllib3`
-(the transport's; the handler cannot tell the application's apart): they are counted as
-`self_log` and go no further, so nothing the handler causes loops back into it.
+(the transport's; the handler cannot tell the application's apart). They are refused as a
+filter would refuse them, before they count as received, as the exporter path's filter
+(`_selflog`) does: nothing the handler causes loops back into it, and `stats()` counts the
+application's records only.
 
 Configured like the exporter: keyword settings are `ExporterConfig`'s names and win over the
 environment. Bad keyword settings raise `ConfigError`; from the environment alone, the handler
@@ -220,6 +222,7 @@ class DynatraceHandler(logging.Handler):
         self._in_hand = 0  # taken from the buffer, not yet submitted
         self._dropped: Counter[str] = Counter()  # before the channel
         self._closed = False
+        self._finished = False  # close() handed over what it could: leftovers are `shutdown`
         self._started = False  # a worker was started in this process (or cannot be)
         self._ready = False  # emit's fast path: open, and the worker started (or cannot be)
         self._threadless = False  # no thread can start here: flush/close do the work
@@ -233,7 +236,9 @@ class DynatraceHandler(logging.Handler):
         self._span_ids: tuple[str, str, bool] | None = None
 
     def after_fork_in_child(self) -> None:
+        closed = self._closed
         self._reset_process_state()
+        self._closed = self._finished = closed  # a handler closed in the parent stays closed
         if self._config is not None:
             self._mapper.truncations = self._truncations = Counter()
 
@@ -258,8 +263,7 @@ class DynatraceHandler(logging.Handler):
         """Capture the message and the span context, buffer the record; never raises."""
         try:
             if record.name.startswith(OWN_LOGGERS):
-                self._count("self_log")
-                return
+                return  # as if filtered: see the module docstring
             if not self._ready and not self._get_ready():
                 return
             buffer = self._buffer
@@ -331,8 +335,12 @@ class DynatraceHandler(logging.Handler):
             self._wake.clear()
             if self._closed:
                 break
-            with self._encode_lock:
-                self._work(None, final=False)
+            try:
+                with self._encode_lock:
+                    self._work(None, final=False)
+            except Exception:  # a bug must not end the worker: the buffer would only fill
+                self._error("worker", "dt_exporter: DynatraceHandler's worker failed; it goes "
+                            "on", exc_info=True)
 
     def _work(self, deadline: float | None, *, final: bool) -> bool:
         """Under the encode lock: encode the records buffered now (not those other threads add
@@ -559,6 +567,7 @@ class DynatraceHandler(logging.Handler):
         timeout_s = self._config.shutdown_timeout_s
         deadline = time.monotonic() + timeout_s
         self._hand_over(deadline)
+        self._finished = True
         self._refuse_leftovers()
         report = self._channel.shutdown(max(deadline - time.monotonic(), 0.0))
         if report.undelivered:
@@ -583,7 +592,7 @@ class DynatraceHandler(logging.Handler):
         """A consistent snapshot: received (every record that reached `emit`) = delivered +
         dropped + queued (the handler's buffer and the channel's queue) + in flight."""
         with self._handoff_lock:
-            if self._closed:
+            if self._finished:  # an emit raced with close(): nobody will send these
                 self._refuse_leftovers()
             with self._lock:
                 buffered = len(self._buffer) + self._in_hand
@@ -613,8 +622,8 @@ def _json_only(config: ExporterConfig) -> ExporterConfig:
     if config.protocol != "otlp":
         return config
     if config.source("protocol") == "argument":
-        raise ConfigError("protocol", "DynatraceHandler sends JSON log ingest only; use "
-                                      "DynatraceLogExporter for OTLP")
+        raise ConfigError("DT_EXPORTER_PROTOCOL", "DynatraceHandler sends JSON log ingest "
+                          "only; use DynatraceLogExporter for OTLP")
     _log.warning("dt_exporter: DynatraceHandler sends JSON log ingest (%s); "
                  "DT_EXPORTER_PROTOCOL=otlp applies to DynatraceLogExporter only",
                  config.endpoint.logs_url)

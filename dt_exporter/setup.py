@@ -6,8 +6,10 @@
 
 Creates a LoggerProvider with a BatchLogRecordProcessor around `DynatraceLogExporter`, a
 TracerProvider carrying the `SpanEventBridge`, and (optionally) a stdlib logging handler on the
-root logger. The resource gets Dynatrace's enrichment files merged under it (see
-`dt_exporter._enrichment`; off with `DT_EXPORTER_ENRICHMENT=false`). Unlike
+root logger: OpenTelemetry's, or with `fast_handler=True` a `DynatraceHandler` (stdlib records
+straight to Dynatrace's JSON log ingest, no SDK log record in between; docs/handler.md). The
+resource gets Dynatrace's enrichment files merged under it (see `dt_exporter._enrichment`; off
+with `DT_EXPORTER_ENRICHMENT=false`). Unlike
 `DynatraceLogExporter()`, bad configuration raises `ConfigError` here: setup code is the place
 to fail loudly.
 
@@ -25,6 +27,7 @@ setups are independent of all this.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -44,6 +47,7 @@ from dt_exporter import _enrichment
 from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.config import ExporterConfig, enrichment_enabled
 from dt_exporter.exporter import DynatraceLogExporter
+from dt_exporter.handler import DynatraceHandler
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,10 @@ class DynatraceSetup:
         deadline = time.monotonic() + max(timeout_millis, 0) / 1000
         traces = self.tracer_provider.force_flush(timeout_millis)  # the bridge's records first
         left = max(int((deadline - time.monotonic()) * 1000), 0)
-        return self.logger_provider.force_flush(left) and traces
+        logs = self.logger_provider.force_flush(left)
+        if isinstance(self.handler, DynatraceHandler):
+            logs = self.handler.flush(max(deadline - time.monotonic(), 0.0)) and logs
+        return logs and traces
 
     def shutdown(self) -> None:
         global _global_setup
@@ -71,6 +78,8 @@ class DynatraceSetup:
                 _global_setup = None
         if self.handler is not None:
             logging.getLogger().removeHandler(self.handler)
+            if isinstance(self.handler, DynatraceHandler):
+                self.handler.close()
         self.tracer_provider.shutdown()  # ends the bridge first: its records go out below
         self.logger_provider.shutdown()
 
@@ -83,12 +92,13 @@ def setup_dynatrace(
     logging_handler: bool = True,
     logging_level: int = logging.NOTSET,
     set_global: bool = True,
+    fast_handler: bool = False,
     **exporter_settings: Any,
 ) -> DynatraceSetup:
     """Wire providers, exporter, bridge and logging handler; see the module docstring."""
     if not set_global:
         return _build(service_name, resource, span_events, logging_handler, logging_level,
-                      False, exporter_settings)
+                      False, exporter_settings, fast_handler)
     global _global_setup
     with _global_lock:
         if _global_setup is not None:
@@ -99,7 +109,7 @@ def setup_dynatrace(
             )
             return _global_setup
         _global_setup = _build(service_name, resource, span_events, logging_handler,
-                               logging_level, True, exporter_settings)
+                               logging_level, True, exporter_settings, fast_handler)
         return _global_setup
 
 
@@ -112,6 +122,7 @@ _OVERRIDE_LOGGERS = ("opentelemetry._logs._internal", "opentelemetry.trace")
 def _build(
     service_name: str | None, resource: Resource | None, span_events: bool,
     logging_handler: bool, logging_level: int, set_global: bool, exporter_settings: dict[str, Any],
+    fast_handler: bool = False,
 ) -> DynatraceSetup:
     config = ExporterConfig.from_env(**exporter_settings)  # raises ConfigError, loudly
     attributes = {"service.name": service_name} if service_name else {}
@@ -127,7 +138,12 @@ def _build(
     bridge = SpanEventBridge(logger_provider) if span_events else None
     if bridge is not None:
         tracer_provider.add_span_processor(bridge)
-    handler = _logging_handler(logger_provider, logging_level) if logging_handler else None
+    handler: logging.Handler | None = None
+    if logging_handler and fast_handler:  # JSON log ingest whatever the exporter's protocol
+        handler = DynatraceHandler(logging_level, resource=resource,
+                                   config=dataclasses.replace(config, protocol="json"))
+    elif logging_handler:
+        handler = _logging_handler(logger_provider, logging_level)
     if handler is not None:
         logging.getLogger().addHandler(handler)
     if set_global:
