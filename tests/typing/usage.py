@@ -7,7 +7,13 @@ import logging
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from dt_exporter import ConfigError, DeliveryStats, DynatraceLogExporter, ExporterConfig
+from dt_exporter import (
+    ConfigError,
+    DeliveryStats,
+    DynatraceHandler,
+    DynatraceLogExporter,
+    ExporterConfig,
+)
 from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.setup import DynatraceSetup, setup_dynatrace
 
@@ -33,3 +39,13 @@ def wire_in_one_call() -> int:
         return 2
     handles.shutdown()
     return handles.exporter.stats().delivered
+
+
+def stdlib_logging_straight_to_dynatrace() -> DeliveryStats:
+    handler = DynatraceHandler(logging.INFO, endpoint="https://abc.live.dynatrace.com",
+                               token="dt0c01.X.Y", max_buffered_records=10_000)
+    logging.getLogger().addHandler(handler)
+    delivered: bool = handler.flush(5.0)
+    assert isinstance(delivered, bool)
+    handler.close()
+    return handler.stats()

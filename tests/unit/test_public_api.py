@@ -12,9 +12,8 @@ from dt_exporter.instrumentor import SpanEventBridgeInstrumentor
 def test_all_lists_each_public_name_once_and_each_exists():
     """`__all__` (kept in order by ruff's RUF022) has no duplicates, and every name exists."""
     assert len(set(dt_exporter.__all__)) == len(dt_exporter.__all__)
-    assert {"DynatraceLogExporter", "SpanEventBridge", "setup_dynatrace"} <= set(
-        dt_exporter.__all__
-    )
+    assert {"DynatraceHandler", "DynatraceLogExporter", "SpanEventBridge",
+            "setup_dynatrace"} <= set(dt_exporter.__all__)
     for name in dt_exporter.__all__:
         assert hasattr(dt_exporter, name), name
 
