@@ -54,6 +54,9 @@ _ABORT_GRACE_S: Final = 0.05
 _IDLE_POLL_S: Final = 0.5
 #: A lone small body waits this long for company before it is sent (coalescing; see `_linger`).
 _LINGER_S: Final = 0.02
+#: Bodies below this (uncompressed) are coalesced: what one record or a few make. Larger ones
+#: are worth their own request, and re-compressing them would only cost CPU.
+_SMALL_BODY_BYTES: Final = 16 * 1024
 #: How often an idle channel looks for spool files of owners that died meanwhile.
 _RECOVER_EVERY_S: Final = 10.0
 #: Records older than this are past Dynatrace's window (with a margin for clock skew).
@@ -386,7 +389,7 @@ class Channel:
             return
         route = self._routes[head.body.route]
         if (route.merge is None or head.solo or not head.body.raw_size
-                or head.body.raw_size > self._max_request_bytes // 8):
+                or head.body.raw_size > _SMALL_BODY_BYTES):
             return
         self._queue.wait_for_more(1, _LINGER_S)
 
@@ -397,7 +400,7 @@ class Channel:
         route = self._routes[head.body.route]
         body = head.body
         if (route.merge is None or head.solo or not body.raw_size
-                or body.raw_size > self._max_request_bytes // 2 or not len(self._queue)):
+                or body.raw_size > _SMALL_BODY_BYTES or not len(self._queue)):
             return []
         size, records = body.raw_size, body.records
         limit = min(self._max_request_bytes, self._refused_raw.get(route.name, 1 << 62) - 1)
@@ -405,7 +408,8 @@ class Channel:
         def fits(job: _Job) -> bool:
             nonlocal size, records
             other = job.body
-            if (job.solo or not other.raw_size or other.route != body.route
+            if (job.solo or not other.raw_size or other.raw_size > _SMALL_BODY_BYTES
+                    or other.route != body.route
                     or other.encoding != body.encoding
                     or size + other.raw_size + 1 > limit
                     or records + other.records > self._max_records):
