@@ -13,6 +13,7 @@ from typing import Final
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dt_exporter import lines
 from dt_exporter._timestamps import (
     MICROS_MAX,
     NANOS_MAX,
@@ -132,3 +133,16 @@ def test_the_fast_path_reads_as_the_regular_expression(text: str) -> None:
     """The sliced fast path for the common shape reads every text exactly as the full regular
     expression does, out-of-range fields and odd endings included."""
     assert iso8601_ns(text) == _regex_iso_ns(text)
+
+
+@given(text=st.from_regex(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"([.,][0-9]{1,12})? ?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)? ?\Z"
+) | st.text(alphabet="0123456789-:.,+TZ z", min_size=19, max_size=32))
+def test_send_reads_timestamps_as_the_shared_parser(text: str) -> None:
+    """`dt-exporter send`'s memoised reading (lines.parse_timestamp) gives the shared parser's
+    ns floored to ms for every text, read twice (the memo's hit) as once."""
+    ns = parse_timestamp_ns(text)
+    expected = None if ns is None else ns // 1_000_000
+    assert lines.parse_timestamp(text) == expected
+    assert lines.parse_timestamp(text) == expected
