@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -29,11 +31,25 @@ TARGET = {"endpoint": "http://127.0.0.1:9", "token": "dt0c01.UNIT.TEST"}
 RESOURCE = Resource.create({"service.name": "unit-service", "deployment.environment": "test"})
 
 
+_QUIET: list[DynatraceHandler] = []
+
+
 def quiet(**settings: Any) -> DynatraceHandler:
-    """A handler whose worker never starts: records stay in its buffer until taken."""
+    """A handler whose worker never starts: records stay in its buffer until taken (and are
+    forgotten after the test, so that closing it sends nothing)."""
     handler = DynatraceHandler(resource=RESOURCE, **{**TARGET, **settings})
     handler._threadless = True
+    _QUIET.append(handler)
     return handler
+
+
+@pytest.fixture(autouse=True)
+def _forget_buffered_records() -> Iterator[None]:
+    yield
+    while _QUIET:
+        handler = _QUIET.pop()
+        handler._buffer.clear()
+        handler.close()
 
 
 @pytest.fixture
@@ -307,3 +323,38 @@ def test_a_pending_body_is_one_json_array_of_every_chunk(encoding):
     plain = gzip.decompress(data) if encoding == "gzip" else data
     assert orjson.loads(plain) == [obj for chunk in chunks for obj in chunk]
     assert body.records == 8 and body.size == len(plain) and body.oldest_ns == 10
+
+
+_LONG_TEXT = st.builds(lambda s, n: s * n, st.text(min_size=1, max_size=3), st.integers(0, 3000))
+_TEXT = st.one_of(st.text(max_size=12), _LONG_TEXT)
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _TEXT,
+                     st.binary(max_size=16))
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=5),
+                               st.dictionaries(st.text(min_size=1, max_size=8), children,
+                                               max_size=4)),
+    max_leaves=12,
+)
+_EXTRA = st.dictionaries(
+    st.text(min_size=1, max_size=12).filter(lambda key: key not in RECORD_FIELDS), _VALUES,
+    max_size=6)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extra=_EXTRA, level=st.integers(1, 70), message=_TEXT)
+def test_any_extra_maps_as_on_the_exporter_path(extra, level, message):
+    """For any extra attributes (scalars, long text, bytes, big ints, NaN, nested maps and lists;
+    nested keys non-empty, which the SDK drops), level and message the handler's object
+    equals the exporter path's."""
+    log = logging.getLogger("tests.unit.handler.property")
+    log.setLevel(1)
+    log.propagate = False
+    paths = Paths(log)
+    try:
+        log.log(level, "%s", message, extra=extra)
+        ((expected, got),) = paths.objects()
+        assert got == expected
+    finally:
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
