@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,26 @@ APP = textwrap.dedent(
             span.record_exception(exc)
     """
 )
+
+
+#: CPython 3.12.0-3.12.2 refuse new threads in atexit callbacks (python/cpython#113964, fixed in
+#: 3.12.3); OpenTelemetry's logging handler starts one in flush() at logging.shutdown
+#: (open-telemetry/opentelemetry-python#4752). Every exporter's zero-code app prints this there,
+#: the official one's too; it is not ours, and nothing is lost by it (our exporter has shut down).
+_UPSTREAM_312_NOISE = re.compile(
+    r"Exception ignored in atexit callback: <function shutdown at 0x[0-9a-f]+>\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)*?"
+    r"RuntimeError: can't create new thread at interpreter shutdown\n?")
+
+
+def without_known_shutdown_noise(stderr: str) -> str:
+    """`stderr` less the one upstream traceback above (only where it names logging.shutdown
+    and OpenTelemetry's handler flush)."""
+    def drop(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return "" if "flush" in text and "opentelemetry" in text else text
+
+    return _UPSTREAM_312_NOISE.sub(drop, stderr)
 
 
 def instrument_command() -> list[str]:
@@ -95,4 +116,4 @@ def test_bad_configuration_does_not_break_the_app(tmp_path, emulator):
     result = run_app(tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert "DT_API_TOKEN" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in without_known_shutdown_noise(result.stderr), result.stderr
