@@ -528,7 +528,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except ImportError:
         raise ConfigFileError(
             "reading YAML needs PyYAML, which a plain `pip install dt_exporter` does not bring: "
-            "pip install pyyaml"
+            "pip install 'dt_exporter[preflight]' (or pip install pyyaml)"
         ) from None
     try:
         document = yaml.safe_load(_read_text(path))
