@@ -568,3 +568,17 @@ class DynatraceResourceDetector(ResourceDetector):
 
     def is_process_dependent(self) -> bool:
         return True
+
+
+def attributes_or_none(*, strict: bool) -> Attributes | None:
+    """Dynatrace's enrichment attributes of this host/pod/process (none when the files are
+    absent or `DT_EXPORTER_ENRICHMENT=false`). A bad switch raises only when set by hand."""
+    try:
+        if not config.enrichment_enabled():
+            return None
+    except ConfigError as exc:
+        if strict:
+            raise
+        _log.error("dt_exporter: enrichment disabled: %s", exc)
+        return None
+    return attributes() or None

@@ -35,7 +35,7 @@ from typing import Any
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from dt_exporter import _forks
+from dt_exporter import _enrichment, _forks
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
@@ -93,7 +93,10 @@ class EventRoutingExporter(LogRecordExporter):
                 self._security[route.endpoint_name] = SecurityEventsClient(
                     route.endpoint_name, cfg)
                 cut: Counter[str] = Counter()
-                self._mappers[route.endpoint_name] = (RecordMapper(cfg.limits, cut), cut)
+                # Like log records, security events carry the enrichment under their resource.
+                enrichment = _enrichment.attributes_or_none(strict=False)
+                self._mappers[route.endpoint_name] = (
+                    RecordMapper(cfg.limits, cut, enrichment), cut)
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()

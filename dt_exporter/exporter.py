@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Final
 
@@ -36,7 +36,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from dt_exporter import _enrichment, _forks, _routes, _selflog
 from dt_exporter._batching import OWN_SCOPE_PREFIX, LogBatcher
 from dt_exporter._channel import Channel, ShutdownReport
-from dt_exporter.config import ExporterConfig, enrichment_enabled
+from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.payload import Batch
 from dt_exporter.spool import Spool
@@ -94,7 +94,7 @@ class DynatraceLogExporter(LogRecordExporter):
             return
         cfg = self._config
         route = _routes.logs(cfg)
-        self._enriched = (_enrichment_or_none(strict=bool(settings)) is not None)
+        self._enriched = (_enrichment.attributes_or_none(strict=bool(settings)) is not None)
         self._batcher = LogBatcher(cfg, route.name,
                                    _enrichment.attributes() if self._enriched else None)
         self._channel = Channel.for_config(cfg, [route],
@@ -202,20 +202,6 @@ class DynatraceLogExporter(LogRecordExporter):
     def __repr__(self) -> str:
         target = self._config.endpoint.base_url if self._config else "disabled"
         return f"DynatraceLogExporter({target!r})"
-
-
-def _enrichment_or_none(*, strict: bool) -> Mapping[str, Any] | None:
-    """Dynatrace's enrichment attributes of this host/pod/process (none when the files are
-    absent or `DT_EXPORTER_ENRICHMENT=false`). A bad switch raises only when set by hand."""
-    try:
-        if not enrichment_enabled():
-            return None
-    except ConfigError as exc:
-        if strict:
-            raise
-        _log.error("dt_exporter: enrichment disabled: %s", exc)
-        return None
-    return _enrichment.attributes() or None
 
 
 class _FlushCompanion:

@@ -69,12 +69,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-from dt_exporter import _forks, _routes
+from dt_exporter import _enrichment, _forks, _routes
 from dt_exporter._batching import Encoded, LogBatcher
 from dt_exporter._channel import Channel, ShutdownReport
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
-from dt_exporter.exporter import DynatraceLogExporter, _enrichment_or_none
+from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import LEVEL_BY_SEVERITY, JsonObject, RecordMapper, loglevel_for
 from dt_exporter.payload import Batch, Body, Encoding
@@ -200,7 +200,7 @@ class DynatraceHandler(logging.Handler):
         self._config = cfg
         self._resource = resource if resource is not None else Resource.create()
         route = _routes.logs(cfg)
-        enrichment = _enrichment_or_none(strict=strict)
+        enrichment = _enrichment.attributes_or_none(strict=strict)
         self._batcher = LogBatcher(cfg, route.name)
         self._truncations: Counter[str] = Counter()
         self._mapper = RecordMapper(cfg.limits, self._truncations, enrichment)
