@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from dt_exporter import _routes
+from dt_exporter import _enrichment, _routes
 from dt_exporter._batching import Encoded, LogBatcher
 from dt_exporter._channel import BodyResult, Channel, Clock, ShutdownReport, Ticket
 from dt_exporter._routes import Route
@@ -75,6 +75,13 @@ def send_probe(config: ExporterConfig, route: Route | None = None) -> ProbeAnswe
         transport.close()
 
 
+def enrichment() -> _enrichment.Enrichment:
+    """What this process's records are enriched with: Dynatrace's enrichment files found
+    (`.sources`: level, path, attributes), the merged `.attributes`, and the `.problems` of
+    files that were skipped (`dt-exporter check` prints it)."""
+    return _enrichment.default_reader().read()
+
+
 def meaning(status: int) -> str:
     """What a permanent HTTP status means for an ingest API ("" when it has no entry)."""
     return PERMANENT_MEANING.get(status, "")
@@ -98,6 +105,7 @@ __all__ = [
     "ShutdownReport",
     "Ticket",
     "describe_proxy",
+    "enrichment",
     "events_route",
     "log_route",
     "meaning",

@@ -33,7 +33,14 @@ from dt_exporter.config import (
     redact_url,
 )
 from dt_exporter.errors import ConfigError, TransportError
-from dt_exporter.pipeline import Response, describe_proxy, meaning, send_probe, server_message
+from dt_exporter.pipeline import (
+    Response,
+    describe_proxy,
+    enrichment,
+    meaning,
+    send_probe,
+    server_message,
+)
 
 EXIT_OK: Final = 0
 EXIT_CONFIG: Final = 2
@@ -113,6 +120,27 @@ def print_configuration(config: ExporterConfig, bridge: BridgeConfig, out: TextI
     endpoint = config.endpoint
     print(f"\nEndpoint kind: {KIND_NAMES[endpoint.kind]} ({endpoint.base_url})", file=out)
     print(f"Logs ingest URL: {config.logs_url}", file=out)
+    print_enrichment(out)
+
+
+def print_enrichment(out: TextIO) -> None:
+    """Which of Dynatrace's enrichment files were found, and what they add to every record."""
+    found = enrichment()
+    if not found.enabled:
+        print("Enrichment: off (DT_EXPORTER_ENRICHMENT=false)", file=out)
+        return
+    if not found.sources and not found.problems:
+        print("Enrichment: no Dynatrace enrichment file on this host (records carry only the "
+              "application's resource)", file=out)
+        return
+    print(f"Enrichment: {len(found.attributes)} attributes added under every record's resource",
+          file=out)
+    for source in found.sources:
+        via = f" (named by {source.via})" if source.via else ""
+        print(f"  {source.level}: {source.path}{via}: {', '.join(sorted(source.attributes))}",
+              file=out)
+    for problem in found.problems:
+        print(f"  skipped: {problem}", file=out)
 
 
 def setting_value(

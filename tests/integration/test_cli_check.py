@@ -224,3 +224,24 @@ def test_a_proxy_password_is_never_shown(dynatrace: DynatraceEmulator) -> None:
     assert "s3cr3t-pw" not in result.stdout + result.stderr
     value, source = settings_rows(result.stdout)["DT_EXPORTER_PROXY"]
     assert "127.0.0.1:9" in value and "HTTPS_PROXY" in value and source == "environment"
+
+
+def test_check_shows_the_enrichment_this_process_would_add(dynatrace: DynatraceEmulator,
+                                                          tmp_path: Path) -> None:
+    """Run where a OneAgent-monitored process runs (its magic file in the working directory),
+    check names the file and the attributes every record will carry."""
+    attributes = tmp_path / "process.json"
+    attributes.write_text('{"dt.entity.process_group_instance": "PROCESS_GROUP_INSTANCE-1",'
+                          ' "dt.entity.host": "HOST-1"}')
+    (tmp_path / "dt_metadata_e617c525669e072eebe3d0f08212e8f2.json").write_text(str(attributes))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DT_", "OTEL_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "dt_exporter", "check"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+        env={**clean, "DT_ENDPOINT": dynatrace.url, "DT_API_TOKEN": dynatrace.token,
+             "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Enrichment: 2 attributes added under every record's resource" in result.stdout
+    assert f"process: {attributes}" in result.stdout
+    assert "dt.entity.host, dt.entity.process_group_instance" in result.stdout
