@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,12 +14,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from dt_exporter import DynatraceLogExporter
 from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.testing import DynatraceEmulator
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 def pipeline(dt: DynatraceEmulator, **bridge_settings):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _support import FAST
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -18,14 +19,6 @@ from opentelemetry.sdk.resources import Resource
 
 from dt_exporter import DynatraceLogExporter
 from dt_exporter.testing import DynatraceEmulator, Reply
-
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 def ids(records) -> list[int]:

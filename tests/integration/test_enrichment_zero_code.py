@@ -17,8 +17,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dt_exporter._enrichment import PROCESS_FILE, UNIX_DIRECTORY, parse_properties
 from dt_exporter.testing import DynatraceEmulator
 
@@ -53,12 +51,6 @@ def run_python(code: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
 def last_json(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 # -- the entry point and Resource.create() ------------------------------------------------------

@@ -10,18 +10,18 @@ import time
 from typing import Any
 
 import pytest
+from _support import FAST, settle
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from dt_exporter import DeliveryStats, DynatraceLogExporter
+from dt_exporter import DynatraceLogExporter
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import Event, EventType
 from dt_exporter.event_routing import EventRoutingExporter
 from dt_exporter.events import EventsClient, SecurityEventsClient
 from dt_exporter.testing import DynatraceEmulator, Reply
 
-FAST: dict[str, Any] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
 DEPLOYMENT = Event(EventType.CUSTOM_DEPLOYMENT, "Deployed 1.4.2",
                    entity_selector="type(SERVICE),entityName.equals(checkout)",
                    properties={"dt.event.deployment.version": "1.4.2", "ci.run": 812,
@@ -41,12 +41,6 @@ def security_client(dt: DynatraceEmulator, name: str = "my-scanner",
     merged.update(settings)
     return SecurityEventsClient(name, **merged)
 
-
-def settle(client: EventsClient | SecurityEventsClient) -> DeliveryStats:
-    assert client.flush(10), "flush did not finish"
-    stats = client.stats()
-    assert stats.balanced, stats
-    return stats
 
 
 # -- Events API v2 -----------------------------------------------------------------------------

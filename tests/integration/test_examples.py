@@ -7,17 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from dt_exporter.testing import DynatraceEmulator
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 def run(script: str, env: dict[str, str], *, instrument: bool = False) -> str:

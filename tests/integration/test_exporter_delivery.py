@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _support import FAST, settle
 from opentelemetry._logs import SeverityNumber
 
-from dt_exporter import DeliveryStats, DynatraceLogExporter
+from dt_exporter import DynatraceLogExporter
 from dt_exporter.testing import DynatraceEmulator, Reply
 
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
 CANARY = "dt0c01.CANARYCANARYCANARYCANARY00." + "S" * 64
-
-
-@pytest.fixture
-def emulator() -> Iterator[DynatraceEmulator]:
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 def exporter_for(dt: DynatraceEmulator, **settings: Any) -> DynatraceLogExporter:
@@ -28,12 +21,6 @@ def exporter_for(dt: DynatraceEmulator, **settings: Any) -> DynatraceLogExporter
     merged.update(settings)
     return DynatraceLogExporter(**merged)
 
-
-def settle(exporter: DynatraceLogExporter) -> DeliveryStats:
-    assert exporter.force_flush(10_000), "flush did not finish"
-    stats = exporter.stats()
-    assert stats.balanced, stats
-    return stats
 
 
 def test_records_arrive_as_dynatrace_reads_them(emulator, make_records):

@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import orjson
-import pytest
 
 from dt_exporter import DynatraceLogExporter
 from dt_exporter.testing import DynatraceEmulator, Reply
@@ -42,12 +41,6 @@ def run(script: str, env: dict[str, str], timeout: float = 60) -> subprocess.Com
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DT_", "OTEL_"))}
     return subprocess.run([sys.executable, "-c", script], env=clean | env, capture_output=True,
                           text=True, timeout=timeout, check=False)
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 def target(dt: DynatraceEmulator) -> dict[str, str]:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from _support import FAST, settle
 from opentelemetry._logs import SeverityNumber
 
 from dt_exporter import ConfigError, DynatraceLogExporter
 from dt_exporter.testing import DynatraceEmulator, Reply
 
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
-
-
-@pytest.fixture
-def emulator():
-    with DynatraceEmulator() as dt:
-        yield dt
-
 
 def otlp_exporter(dt: DynatraceEmulator) -> DynatraceLogExporter:
     return DynatraceLogExporter(endpoint=dt.url, token=dt.token, protocol="otlp", **FAST)
 
-
-def settle(exporter: DynatraceLogExporter):
-    assert exporter.force_flush(10_000)
-    stats = exporter.stats()
-    assert stats.balanced, stats
-    return stats
 
 
 def test_records_arrive_over_otlp_with_severity_and_trace(emulator, make_records):

@@ -80,12 +80,6 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
 
 
 @pytest.fixture
-def emulator() -> Iterator[DynatraceEmulator]:
-    with DynatraceEmulator() as dt:
-        yield dt
-
-
-@pytest.fixture
 def tls_emulator(tmp_path: Path) -> Iterator[tuple[DynatraceEmulator, Path]]:
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
