@@ -14,8 +14,11 @@ The application's thread (`emit`) does only what cannot wait:
   may be mutable, lazy (translation proxies, ORM objects) or bound to that thread's state, so
   `str()` of them later, on another thread, could say something else or fail. The stdlib's
   `QueueHandler.prepare()` decides the same;
-- the span context current there (`trace.get_current_span().get_span_context()`): it is a
-  context variable of that thread;
+- the OpenTelemetry context current there (`opentelemetry.context.get_current()`), whose span
+  gives the record its trace and span ids: it is a context variable of that thread. A context
+  is an immutable snapshot, so the worker reading `trace.get_current_span(context)
+  .get_span_context()` from it gets what the call site would have; it does so once per
+  context, as consecutive records share theirs (cheaper than asking for every record);
 - the record and both go into a bounded in-memory buffer (an append, no lock). Full
   (`max_buffered_records`): the oldest buffered record is dropped and counted `queue_full`.
   It never blocks and never raises into `logging`.
@@ -26,7 +29,7 @@ so a dict passed in `extra` and mutated right after the call shows its later sta
 the usual case, cannot change). The traceback of `exc_info` is formatted there too.
 
 The worker (one per handler and process, started by the first record, restarted in a forked
-child) wakes every half second, or at once when 2,048 records wait, maps them, serialises,
+child) wakes every half second, or at once when 512 records wait, maps them, serialises,
 compresses and submits them to the channel, whose sender thread delivers them. Where no
 thread can start (interpreter exit on Python 3.12+), `flush()` and `close()` do that work on
 the calling thread, within their deadline.
@@ -53,6 +56,7 @@ exporter) is logged once and the handler sends JSON log ingest to the same endpo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -63,11 +67,12 @@ from collections import Counter, deque
 from types import MappingProxyType
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs._internal import std_to_otel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
 
 from dt_exporter import _enrichment, _forks, _routes
 from dt_exporter._batching import Encoded, LogBatcher
@@ -83,7 +88,7 @@ from dt_exporter.stats import DeliveryStats
 __all__ = ["DynatraceHandler"]
 
 _log = logging.getLogger(__name__)
-_current_span: Final = trace.get_current_span
+_current_context: Final = otel_context.get_current
 
 #: `LogRecord` fields that are not attributes: OpenTelemetry's `LoggingHandler` list
 #: (opentelemetry-instrumentation-logging 0.66, `_RESERVED_ATTRS`), so both paths agree.
@@ -113,9 +118,11 @@ _DEFAULT_FLUSH_S: Final = 30.0  # as the SDK's force_flush
 _ERROR_EVERY_S: Final = 60.0
 _CUTOFF_NS: Final = MAX_RECORD_AGE_NS - STALE_MARGIN_NS
 _THREAD_PREFIX: Final = "dt_exporter-handler"
+_NO_CONTEXT: Final = object()  # no context seen yet (None is a context: the empty one)
 
-#: One buffered record: the record, its formatted message, the span context of the call.
-_Item = tuple[logging.LogRecord, str, SpanContext]
+#: One buffered record: the record, its formatted message, the OpenTelemetry context of the
+#: call (whose span gives the trace ids; a context is an immutable snapshot).
+_Item = tuple[logging.LogRecord, str, "Context | None"]
 
 
 class _PendingBody:
@@ -166,6 +173,9 @@ class DynatraceHandler(logging.Handler):
 
     #: `logging.shutdown()` then calls only `close()`, which delivers within its deadline.
     flushOnClose = False  # noqa: N815 - the name logging.shutdown reads
+    #: It never shows the library's own lines (see the module docstring): `_selflog`'s stderr
+    #: fallback must not count it as a handler that shows them.
+    refuses_own_records: Final = True
 
     def __init__(
         self,
@@ -204,7 +214,7 @@ class DynatraceHandler(logging.Handler):
         self._batcher = LogBatcher(cfg, route.name)
         self._truncations: Counter[str] = Counter()
         self._mapper = RecordMapper(cfg.limits, self._truncations, enrichment)
-        self._scopes: dict[str, InstrumentationScope] = {}
+        self._bases: dict[str, tuple[JsonObject, Counter[str]]] = {}  # per logger name
         self._levels: dict[int, str] = {}  # levelno -> loglevel, where the name plays no part
         self._encoding: Encoding = "gzip" if cfg.compression == "gzip" else "identity"
         self._channel = Channel.for_config(
@@ -229,10 +239,10 @@ class DynatraceHandler(logging.Handler):
         self._worker: threading.Thread | None = None
         self._last_logged: dict[str, float] = {}  # rate limit of our own lines, per key
         # The worker's, under the encode lock: the body being written, the cuts it carries,
-        # the last span context and its ids as Dynatrace writes them.
+        # the last context seen and its span's ids as Dynatrace writes them.
         self._pending: _PendingBody | None = None
         self._pending_truncated: Counter[str] = Counter()
-        self._last_span: SpanContext | None = None
+        self._last_context: object = _NO_CONTEXT
         self._span_ids: tuple[str, str, bool] | None = None
 
     def after_fork_in_child(self) -> None:
@@ -266,13 +276,16 @@ class DynatraceHandler(logging.Handler):
                 return  # as if filtered: see the module docstring
             if not self._ready and not self._get_ready():
                 return
-            buffer = self._buffer
-            buffer.append((record, record.getMessage() if self.formatter is None
-                           else self.format(record), _current_span().get_span_context()))
-            if len(buffer) >= self._wake_at:
-                self._full(len(buffer))
-        except Exception:
+            item = (record, record.getMessage() if self.formatter is None
+                    else self.format(record), _current_context())
+        except Exception:  # before the record is buffered: it counts once, as unmappable
             self._emit_failed(record)
+            return
+        buffer = self._buffer
+        buffer.append(item)
+        if len(buffer) >= self._wake_at:
+            with contextlib.suppress(Exception):  # the record is buffered and counted already
+                self._full(len(buffer))
 
     def _get_ready(self) -> bool:
         """The first record in this process (or one after close): start the worker, or count
@@ -412,78 +425,80 @@ class DynatraceHandler(logging.Handler):
                     self._in_hand -= pending.records
 
     def _map_all(self, items: list[_Item]) -> tuple[list[JsonObject], int, Counter[str]]:
+        """The Dynatrace objects of `items`, their oldest timestamp, and the records left out
+        (`too_old`, `unmappable`). Each object is what `RecordMapper.map` makes of the SDK
+        record OpenTelemetry's handler builds for the same call, key for key (`test_handler`
+        pins it), without building one.
+
+        Composed of the mapper's own pieces (`base`: resource, enrichment and scope;
+        `_add_attributes`: the attribute rules and budget; `_text`/`_content`: the limits) and
+        its severity table, so no rule lives here; what this adds is reading a `LogRecord`, and
+        caching what repeats from record to record (a logger's base, the ids of a span, the
+        level of a levelno). One loop, its names local: this is the worker's hot path.
+        Not thread-safe: the worker's, under the encode lock."""
         dropped: Counter[str] = Counter()
         objects: list[JsonObject] = []
         append = objects.append
-        map_record = self._map_record
+        mapper = self._mapper
+        add_attributes = mapper._add_attributes
+        content_chars = mapper._content_chars
+        bases, levels, fields = self._bases, self._levels, RECORD_FIELDS
+        last_context, ids = self._last_context, self._span_ids
         oldest = 0
         cutoff = time.time_ns() - _CUTOFF_NS
-        for record, message, span_context in items:
+        for record, message, context in items:
             try:
                 ts = int(record.created * 1e9)  # as OpenTelemetry's handler computes it
                 if ts < cutoff:
                     dropped["too_old"] += 1
                     continue
-                append(map_record(record, message, span_context, ts))
-                if not oldest or ts < oldest:
-                    oldest = ts
+                base = bases.get(record.name)
+                if base is None:
+                    base = self._base(record.name)
+                out = base[0].copy()
+                if base[1]:  # cuts in the shared resource part count for every record
+                    mapper.truncations.update(base[1])
+                attributes = {k: v for k, v in record.__dict__.items() if k not in fields}
+                if attributes and ("otel.event.name" in attributes or "event.name" in attributes):
+                    event_name = None
+                    for key in _EVENT_NAME_KEYS:  # OpenTelemetry's handler pops both; first wins
+                        value = attributes.pop(key, None)
+                        if event_name is None:
+                            event_name = value
+                    if event_name:
+                        out["event.name"] = mapper._text(event_name)
+                if record.exc_info:
+                    _add_exception(attributes, record.exc_info)
+                if attributes:
+                    add_attributes(out, attributes)
+                if context is not last_context:  # consecutive records share their context
+                    last_context, ids = context, _span_ids(context)
+                if ids is not None:
+                    out["trace_id"], out["span_id"], out["dt.trace_sampled"] = ids
+                out["content"] = (message if len(message) <= content_chars
+                                  else mapper._content(message))
+                out["timestamp"] = ts // 1_000_000
+                level = levels.get(record.levelno)
+                if level is None:
+                    level = self._level(record.levelno, record.levelname)
+                if level:
+                    out["loglevel"] = level
             except Exception:  # one odd record costs only itself
                 dropped["unmappable"] += 1
+                continue
+            append(out)
+            if not oldest or ts < oldest:
+                oldest = ts
+        self._last_context, self._span_ids = last_context, ids
         return objects, oldest, dropped
 
-    def _map_record(self, record: logging.LogRecord, message: str, span_context: SpanContext,
-                    timestamp_ns: int | None = None) -> JsonObject:
-        """The Dynatrace object for `record` with its formatted `message` and the span context
-        of its call: what `RecordMapper.map` makes of the SDK record OpenTelemetry's handler
-        builds for the same call, key for key (`test_handler` pins it), without building one.
-
-        Composed of the mapper's own pieces (`base`: resource, enrichment and scope, cached;
-        `_add_attributes`: the attribute rules and budget; `_text`/`_content`: the limits) and
-        its severity table, so no rule lives here; what this adds is reading a `LogRecord`, and
-        caching what repeats from record to record (the ids of a span, the level of a levelno).
-        Not thread-safe: the worker's, under the encode lock."""
-        mapper = self._mapper
-        if timestamp_ns is None:
-            timestamp_ns = int(record.created * 1e9)
-        name = record.name
-        scope = self._scopes.get(name)
-        if scope is None:
-            scope = self._scope(name)
-        base, cuts = mapper.base(self._resource, scope)
-        out = base.copy()
-        if cuts:  # cuts in the shared resource part are counted for every record, as in map()
-            mapper.truncations.update(cuts)
-        attributes = {k: v for k, v in record.__dict__.items() if k not in RECORD_FIELDS}
-        if attributes:
-            event_name = None
-            for key in _EVENT_NAME_KEYS:  # OpenTelemetry's handler pops both, first one wins
-                value = attributes.pop(key, None)
-                if event_name is None:
-                    event_name = value
-            if event_name:
-                out["event.name"] = mapper._text(event_name)
-        if record.exc_info:
-            _add_exception(attributes, record.exc_info)
-        if attributes:
-            mapper._add_attributes(out, attributes)
-        if span_context is not self._last_span:  # consecutive records share their span
-            self._last_span = span_context
-            self._span_ids = (
-                (f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}",
-                 bool(span_context.trace_flags & 0x01))
-                if span_context.is_valid else None)
-        ids = self._span_ids
-        if ids is not None:
-            out["trace_id"], out["span_id"], out["dt.trace_sampled"] = ids
-        out["content"] = (message if len(message) <= mapper._content_chars
-                          else mapper._content(message))
-        out["timestamp"] = timestamp_ns // 1_000_000
-        level = self._levels.get(record.levelno)
-        if level is None:
-            level = self._level(record.levelno, record.levelname)
-        if level:
-            out["loglevel"] = level
-        return out
+    def _map_record(self, record: logging.LogRecord, message: str,
+                    context: Context | None) -> JsonObject:
+        """One record's object (see `_map_all`); for tests. Raises if it was left out."""
+        objects, _, dropped = self._map_all([(record, message, context)])
+        if dropped:
+            raise ValueError(f"record left out: {dict(dropped)}")
+        return objects[0]
 
     def _level(self, levelno: int, levelname: str) -> str:
         """The loglevel of a Python level: OpenTelemetry's level → severity number, then the
@@ -498,14 +513,15 @@ class DynatraceHandler(logging.Handler):
             self._levels[levelno] = level
         return level
 
-    def _scope(self, name: str) -> InstrumentationScope:
-        """The scope OpenTelemetry's handler gives a record: its logger's name, no version."""
-        scope = self._scopes.get(name)
-        if scope is None:
-            if len(self._scopes) >= 4096:
-                self._scopes.clear()
-            scope = self._scopes[name] = InstrumentationScope(name)
-        return scope
+    def _base(self, logger_name: str) -> tuple[JsonObject, Counter[str]]:
+        """The mapped resource, enrichment and scope of a logger's records (the mapper's
+        `base`), kept per logger name. The scope is the one OpenTelemetry's handler gives a
+        record: its logger's name, no version."""
+        if len(self._bases) >= 4096:
+            self._bases.clear()
+        scope = InstrumentationScope(logger_name)  # the mapper's cache keeps it alive
+        base = self._bases[logger_name] = self._mapper.base(self._resource, scope)
+        return base
 
     def _due(self, key: str) -> bool:
         """True at most once a minute per `key`: our complaints must not flood stderr."""
@@ -614,6 +630,18 @@ class DynatraceHandler(logging.Handler):
     def __repr__(self) -> str:
         target = self._config.endpoint.base_url if self._config else "disabled"
         return f"<DynatraceHandler {target!r} ({logging.getLevelName(self.level)})>"
+
+
+def _span_ids(context: Context | None) -> tuple[str, str, bool] | None:
+    """trace_id, span_id (lower-case hex) and dt.trace_sampled of the span current in
+    `context` (`trace.get_current_span(context).get_span_context()`); None without one."""
+    if context is None:
+        return None
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}",
+            bool(span_context.trace_flags & 0x01))
 
 
 def _json_only(config: ExporterConfig) -> ExporterConfig:
