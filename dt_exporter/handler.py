@@ -415,7 +415,8 @@ class DynatraceHandler(logging.Handler):
         if pending is None or not pending.records:
             return
         truncated, self._pending_truncated = self._pending_truncated, Counter()
-        body = Body(_ROUTE, pending.finish(), pending.records, self._encoding, pending.oldest_ns)
+        body = Body(_ROUTE, pending.finish(), pending.records, self._encoding, pending.oldest_ns,
+                    raw_size=pending.size)
         assert self._channel is not None
         with self._handoff_lock:  # stats() sees these records in hand or in the channel
             try:
