@@ -25,7 +25,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from dt_exporter import payload
 from dt_exporter.config import ExporterConfig
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
-from dt_exporter.lines import Chunk, timestamp_ms
+from dt_exporter.lines import Chunk, parse_timestamp, timestamp_ms
 from dt_exporter.mapping import JsonObject, RecordMapper
 from dt_exporter.payload import Batch, Body, Encoding
 
@@ -175,19 +175,21 @@ class LogBatcher:
         oldest_ms = 0
         content_chars = self._content_chars
         with self._lock:
-            mapper = self._mapper
+            map_object = self._mapper.map_object
             for item in chunk.items:
                 if type(item) is str:  # the fast path: a text line
                     append({"content": item} if len(item) <= content_chars
-                           else mapper.map_object({"content": item}))
+                           else map_object({"content": item}))
                     continue
                 assert isinstance(item, dict)
                 try:
-                    mapped = mapper.map_object(item)
+                    mapped = map_object(item)
                 except Exception:  # never crash on one odd record; count it
                     dropped["unmappable"] += 1
                     continue
-                ts = timestamp_ms(mapped)
+                # `timestamp_ms`, its first (and usual) key without the call
+                ts = (parse_timestamp(mapped["timestamp"]) if "timestamp" in mapped
+                      else timestamp_ms(mapped))
                 if ts is not None:
                     if ts < cutoff_ms:
                         dropped["too_old"] += 1

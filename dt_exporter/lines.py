@@ -153,6 +153,18 @@ def parse_lines(lines: list[str], fmt: InputFormat) -> Chunk:
     strict = fmt != "auto"
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     for line in lines:
+        if line[:1] == "{":  # the JSON line as writers write it: no blank test, no lstrip
+            try:
+                parsed = loads(line)
+            except decode_error:
+                parsed = None
+            if type(parsed) is dict:
+                items.append(parsed)
+            elif strict:
+                chunk.invalid += 1
+            else:
+                items.append(line)
+            continue
         if not line or line.isspace():
             continue
         stripped = line.lstrip()
@@ -267,19 +279,20 @@ def parse_timestamp(value: object) -> int | None:
     if type(value) is str and len(value) >= 19 and value[16:17] == ":" and value[13:14] == ":":
         head = _SECONDS.get(value[:19])
         if head is None:
-            head = _second_ns(value[:19])
+            head = _second_ms(value[:19])
         if head != _UNREADABLE:
             tail = _TAILS.get(value[19:])
             if tail is None:
-                tail = _tail_ns(value[19:])
-            return None if tail == _UNREADABLE else (head + tail) // 1_000_000
+                tail = _tail_ms(value[19:])
+            return None if tail == _UNREADABLE else head + tail
     ns = parse_timestamp_ns(value)
     return None if ns is None else ns // 1_000_000
 
 
-#: The memos of `parse_timestamp`: "YYYY-MM-DD?hh:mm:ss" -> epoch ns; what follows the seconds
-#: (up to _TAIL_MAX characters) -> its ns (fraction less offset). Each is cleared when it
-#: reaches _MEMO_MAX entries; they hold at most ~1 MB.
+#: The memos of `parse_timestamp`: "YYYY-MM-DD?hh:mm:ss" -> epoch ms (exact: whole seconds);
+#: what follows the seconds (up to _TAIL_MAX characters) -> its ns (fraction less offset)
+#: floored to ms, so their sum is the floored ms of the whole. Each is cleared when it reaches
+#: _MEMO_MAX entries; together they hold at most ~1 MB.
 _SECONDS: Final[dict[str, int]] = {}
 _TAILS: Final[dict[str, int]] = {}
 _MEMO_MAX: Final = 4096
@@ -290,21 +303,21 @@ _UNREADABLE: Final = -(1 << 100)
 _EPOCH_SECOND: Final = "1970-01-01T00:00:00"
 
 
-def _second_ns(head: str) -> int:
-    """The epoch ns of a 19-character `YYYY-MM-DD?hh:mm:ss` (memoised), else _UNREADABLE (a
+def _second_ms(head: str) -> int:
+    """The epoch ms of a 19-character `YYYY-MM-DD?hh:mm:ss` (memoised), else _UNREADABLE (a
     leading blank or any other shape: `parse_timestamp_ns` then reads the whole value)."""
     ns = parse_timestamp_ns(head) if head[4] == "-" and not head[0].isspace() else None
     if len(_SECONDS) >= _MEMO_MAX:
         _SECONDS.clear()
-    _SECONDS[head] = result = _UNREADABLE if ns is None else ns
+    _SECONDS[head] = result = _UNREADABLE if ns is None else ns // 1_000_000
     return result
 
 
-def _tail_ns(tail: str) -> int:
-    """The ns that `tail` (fraction, zone, blanks) adds to `YYYY-MM-DD?hh:mm:ss`, else
-    _UNREADABLE (then the whole value is no timestamp). Memoised when short."""
+def _tail_ms(tail: str) -> int:
+    """The ns that `tail` (fraction, zone, blanks) adds to `YYYY-MM-DD?hh:mm:ss`, floored to
+    ms, else _UNREADABLE (then the whole value is no timestamp). Memoised when short."""
     ns = parse_timestamp_ns(_EPOCH_SECOND + tail)
-    result = _UNREADABLE if ns is None else ns
+    result = _UNREADABLE if ns is None else ns // 1_000_000
     if len(tail) <= _TAIL_MAX:
         if len(_TAILS) >= _MEMO_MAX:
             _TAILS.clear()

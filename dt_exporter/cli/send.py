@@ -37,8 +37,9 @@ PROGRESS_INTERVAL_S: Final = 0.25  # at most 4 refreshes a second
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 #: Request bodies handed to the compression thread and not yet queued, at most.
 _COMPRESS_AHEAD: Final = 2
-#: Records per input chunk at most (`read_chunks`' default); see `chunk_records`.
-_CHUNK_RECORDS: Final = 20_000
+#: Records per input chunk at most (half `read_chunks`' default: a chunk's parsed objects are
+#: most of the memory, and whole chunks are packed into requests anyway); see `chunk_records`.
+_CHUNK_RECORDS: Final = 10_000
 
 _log = logging.getLogger("dt_exporter")
 
@@ -137,11 +138,11 @@ class SendJob:
         """Gather the bodies of consecutive chunks into one request of up to the request limits
         (`max_request_bytes` uncompressed, `max_records_per_request`) before compressing.
 
-        A chunk's body is a fraction of a request (about 2 MB of input); the channel would
-        coalesce such small bodies by decompressing, joining and compressing them again, on the
-        sender thread. Joined here they are compressed once, and a full body is never coalesced
-        (it leaves no room). The records, their drops and cuts are those of the chunks; a chunk
-        whose records already filled more than one request is compressed as it is.
+        A chunk's body is a fraction of a request (10,000 records, about 1 MB of 116-byte
+        lines); packed, 1,000,000 such lines take 20 requests instead of 100, and less CPU (one
+        compression and one HTTP exchange per 50,000 records). The records, their drops and cuts
+        are those of the chunks; a chunk whose records already fill more than one request is
+        compressed as it is.
         """
         cfg = self._config
         requests = encoded.requests
@@ -229,8 +230,9 @@ class SendJob:
 
 
 def chunk_records(config: ExporterConfig) -> int:
-    """Records per input chunk: at most 20,000 (memory stays flat), and a whole fraction of
-    `max_records_per_request` (default 50,000: 16,666), so that whole chunks fill a request."""
+    """Records per input chunk: at most 10,000 (memory stays flat), and a whole fraction of
+    `max_records_per_request` (the default 50,000: 10,000), so that whole chunks fill a
+    request."""
     limit = config.max_records_per_request
     return max(limit // math.ceil(limit / _CHUNK_RECORDS), 1)
 
