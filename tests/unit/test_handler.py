@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from dt_exporter import ConfigError, DynatraceHandler
-from dt_exporter.handler import RECORD_FIELDS, _PendingBody
+from dt_exporter.handler import _MESSAGE, RECORD_FIELDS, _PendingBody
 from dt_exporter.mapping import RecordMapper
 
 TARGET = {"endpoint": "http://127.0.0.1:9", "token": "dt0c01.UNIT.TEST"}
@@ -86,7 +87,7 @@ class Paths:
             warnings.simplefilter("ignore")
             sdk = list(self.memory.get_finished_logs())
         mapper = RecordMapper(self.handler.config.limits, Counter())  # type: ignore[union-attr]
-        ours = [self.handler._map_record(*item) for item in self.handler._buffer]
+        ours = [self.handler._map_record(item) for item in self.handler._buffer]
         assert len(sdk) == len(ours)
         return [(mapper.map(record), mine) for record, mine in zip(sdk, ours, strict=True)]
 
@@ -170,7 +171,7 @@ def test_levels_follow_the_exporters_severity_table(logger, level, name, logleve
         logger.addHandler(handler)
         logger.log(level, "message")
         (item,) = handler._buffer
-        assert handler._map_record(*item).get("loglevel") == loglevel
+        assert handler._map_record(item).get("loglevel") == loglevel
     finally:
         if name:
             logging.addLevelName(level, f"Level {level}")
@@ -183,7 +184,7 @@ def test_exception_attributes_and_span_ids(logger):
     with TracerProvider(shutdown_on_exit=False).get_tracer("t").start_as_current_span("s") as span:
         _log_exception(logger)
     (item,) = handler._buffer
-    got = handler._map_record(*item)
+    got = handler._map_record(item)
     context = span.get_span_context()
     assert got["trace_id"] == f"{context.trace_id:032x}"
     assert got["span_id"] == f"{context.span_id:016x}"
@@ -203,7 +204,24 @@ def test_the_message_is_formatted_when_logged_not_later(logger):
     logger.info("cart %s", cart)
     cart.append("pear")
     (item,) = handler._buffer
-    assert handler._map_record(*item)["content"] == "cart ['apple']"
+    assert handler._map_record(item)["content"] == "cart ['apple']"
+
+
+def test_the_record_is_not_kept_and_its_attributes_are_taken_at_the_call():
+    """emit keeps what the mapping needs, not the LogRecord (it is free once logging is done
+    with it); attributes set on the record afterwards do not reach Dynatrace."""
+    handler = quiet()
+    record = logging.makeLogRecord({"name": "app", "msg": "hi", "levelno": 20,
+                                    "levelname": "INFO", "user.id": "u-1"})
+    handler.handle(record)
+    record.__dict__["user.id"] = "changed"
+    record.__dict__["late"] = True
+    alive = weakref.ref(record)
+    del record
+    assert alive() is None
+    (item,) = handler._buffer
+    got = handler._map_record(item)
+    assert got["user.id"] == "u-1" and "late" not in got
 
 
 def test_record_fields_are_opentelemetrys_reserved_names():
@@ -232,7 +250,7 @@ def test_overflow_drops_the_oldest_and_counts_them(logger):
     for i in range(12):
         logger.info("record %d", i)
     stats = handler.stats()
-    assert [message for _, message, _ in handler._buffer] == [f"record {i}" for i in range(7, 12)]
+    assert [item[_MESSAGE] for item in handler._buffer] == [f"record {i}" for i in range(7, 12)]
     assert stats.received == 12 and stats.queued_records == 5
     assert stats.dropped == {"queue_full": 7}
     assert stats.balanced
@@ -256,7 +274,7 @@ def test_filters_of_the_handler_apply(logger):
     logger.addHandler(handler)
     logger.info("public")
     logger.info("a secret")
-    assert [message for _, message, _ in handler._buffer] == ["public"]
+    assert [item[_MESSAGE] for item in handler._buffer] == ["public"]
     assert handler.stats().received == 1
 
 
