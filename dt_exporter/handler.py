@@ -32,7 +32,7 @@ The application's thread (`emit`) does only what cannot wait:
 The traceback of `exc_info` is formatted on the worker.
 
 The worker (one per handler and process, started by the first record, restarted in a forked
-child) wakes every half second, or at once when 512 records wait, maps them, serialises,
+child) wakes every half second, or at once when 2,048 records wait, maps them, serialises,
 compresses and submits them to the channel, whose sender thread delivers them. Where no
 thread can start (interpreter exit on Python 3.12+), `flush()` and `close()` do that work on
 the calling thread, within their deadline.
@@ -108,11 +108,10 @@ _SEVERITY_TEXT: Final = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 #: Loggers whose records this handler never handles (see the module docstring).
 OWN_LOGGERS: Final = ("dt_exporter", "urllib3")
 DEFAULT_MAX_BUFFERED: Final = 32_768
-#: Buffered records that wake the worker before its interval ends. Small on purpose: a record
-#: the worker has not taken yet survives collections of the garbage collector, which then walks
-#: it again (and the allocator cannot reuse its memory): measured, that costs the application
-#: more than the wake-ups do.
-_WAKE_AT: Final = 512
+#: Buffered records that wake the worker before its interval ends. Measured with
+#: bench_app_cost: fewer, larger hand-overs cost less CPU in all than 512 did (a waiting item is
+#: a tuple, cheap to keep; the thread switches are not).
+_WAKE_AT: Final = 2_048
 _INTERVAL_S: Final = 0.5  # the worker's wake-up interval (the channel's idle poll), and how
 #                           long a pending body may wait for more records
 _CHUNK: Final = 1_024  # records mapped per pass: bounds the objects alive at once
