@@ -275,7 +275,7 @@ def parse_timestamp(value: object) -> int | None:
     characters (the second; a file's lines share it) and the rest (fraction and zone: a file has
     at most a few thousand distinct ones), each parsed once by `parse_timestamp_ns` and added up,
     which is what that parser computes (date-time plus fraction minus offset, each field checked
-    on its own): ~0.3 µs instead of ~2 µs. tests/property/test_timestamps.py holds it equal."""
+    on its own): ~0.3 µs instead of ~2 µs. tests/unit/test_lines.py holds the two equal."""
     if type(value) is str and len(value) >= 19 and value[16:17] == ":" and value[13:14] == ":":
         head = _SECONDS.get(value[:19])
         if head is None:

@@ -174,3 +174,88 @@ def test_missing_file_exits_2(dynatrace: DynatraceEmulator) -> None:
     assert result.returncode == 2
     assert missing in result.stderr
     assert dynatrace.requests == []
+
+
+def json_lines(count: int, *, now: float) -> list[str]:
+    """JSON log lines as structured loggers write them, each with its own `seq` and time."""
+    start = now - count / 1000
+    return [json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(
+        start + i / 1000)) + f".{i % 1000:03d}+00:00", "level": "warn", "seq": i,
+        "message": f"order {i} shipped"}) for i in range(count)]
+
+
+def test_json_lines_are_packed_into_full_requests(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """Chunks of JSON lines (at most 6,000 records each here: a whole fraction of the limit)
+    are joined into requests of up to max_records_per_request records; every line arrives
+    once, mapped as the exporter maps it."""
+    path = tmp_path / "app.log"
+    path.write_text("\n".join(json_lines(25_000, now=time.time())) + "\n", encoding="utf-8")
+    result = send(dynatrace, str(path), DT_EXPORTER_MAX_RECORDS_PER_REQUEST="12000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    bodies = [json.loads(request.body) for request in dynatrace.requests]
+    assert max(len(body) for body in bodies) <= 12_000
+    assert len(bodies) <= 4  # unpacked: at least ceil(25,000 / 6,000) = 5 requests
+    assert sorted(obj["seq"] for body in bodies for obj in body) == list(range(25_000))
+    first = json.loads(path.read_text(encoding="utf-8").split("\n", 1)[0])
+    assert list(bodies[0][0].items()) == [("level", "warn"), ("seq", 0),
+                                          ("message", "order 0 shipped"),
+                                          ("timestamp", first["timestamp"])]
+    assert "25000 records read" in result.stdout
+    assert "delivered 25000" in result.stdout
+    assert f"requests {len(bodies)}," in result.stdout
+
+
+def test_packing_keeps_to_the_request_byte_limit(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """Chunks are joined only while the request stays within max_request_bytes."""
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"line {i:06d} " + "x" * 40 + "\n" for i in range(30_000)),
+                    encoding="utf-8")
+    result = send(dynatrace, str(path), DT_EXPORTER_MAX_REQUEST_BYTES="1400000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    sizes = [len(request.body) for request in dynatrace.requests]
+    assert len(sizes) == 2 and max(sizes) <= 1_400_000  # 2 chunks of 670 kB, then 1
+    assert sorted(r.content for r in dynatrace.records) == [
+        f"line {i:06d} " + "x" * 40 for i in range(30_000)]
+
+
+def test_drops_of_packed_chunks_are_all_counted(
+    dynatrace: DynatraceEmulator, tmp_path: Path
+) -> None:
+    """Invalid and too-old lines spread over the chunks of packed requests are each counted
+    once by reason; every other line arrives."""
+    now = time.time()
+    lines = json_lines(25_000, now=now)
+    stale = json.dumps({"timestamp": int((now - 25 * 3600) * 1000), "content": "too old"})
+    for i in range(0, 25_000, 1000):
+        lines[i] = "{not json"
+        lines[i + 500] = stale
+    path = tmp_path / "app.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = send(dynatrace, "--format", "jsonl", str(path))
+    assert result.returncode == 1
+    assert "dropped 50 (invalid_json 25, too_old 25)" in result.stdout
+    assert "delivered 24950" in result.stdout
+    assert len(dynatrace.records) == 24_950
+
+
+def test_join_encoded_adds_up_the_parts() -> None:
+    """Joined chunks: one JSON array of all their objects, in order; received, drops, cuts
+    added up; the oldest known timestamp kept."""
+    from dt_exporter.cli.send import join_encoded
+    from dt_exporter.pipeline import Encoded
+
+    parts = [
+        Encoded(3, [(b'[{"a":1},{"a":2}]', 2)], 5_000, {"too_old": 1}, {"value": 1}),
+        Encoded(1, [], 0, {"invalid_json": 1}),
+        Encoded(2, [(b'[{"a":3}]', 1)], 4_000, {"too_old": 1}),
+    ]
+    joined = join_encoded(parts)
+    assert joined.requests == [(b'[{"a":1},{"a":2},{"a":3}]', 3)]
+    assert (joined.received, joined.oldest_ns) == (6, 4_000)
+    assert dict(joined.dropped) == {"too_old": 2, "invalid_json": 1}
+    assert dict(joined.truncated) == {"value": 1}
+    assert join_encoded([Encoded(1, [], 0, {"too_old": 1})]).requests == []

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections import Counter
+from dataclasses import replace
 from typing import Any, Final
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dt_exporter.lines import Chunk, InputFormat, parse_timestamp, read_chunks, timestamp_ms
+from dt_exporter._timestamps import parse_timestamp_ns
+from dt_exporter.limits import GRAIL
+from dt_exporter.lines import (
+    Chunk,
+    InputFormat,
+    parse_lines,
+    parse_timestamp,
+    read_chunks,
+    timestamp_ms,
+)
+from dt_exporter.mapping import RESERVED_ATTRIBUTES, SPECIAL_KEYS, JsonObject, RecordMapper
+from dt_exporter.text import float_to_json
 
 
 class Trickle(io.RawIOBase):
@@ -48,6 +63,9 @@ def read_all(data: bytes, fmt: InputFormat = "auto", **kwargs: Any) -> Chunk:
         (b"[1, 2, 3]", "[1, 2, 3]"),
         (b'"a json string"', '"a json string"'),
         (b"42", "42"),
+        (b'{"a": 1} trailing', '{"a": 1} trailing'),
+        (b"{", "{"),
+        (b'{"a": 1}\r', {"a": 1}),
     ],
 )
 def test_auto_detects_each_line(line: bytes, expected: object) -> None:
@@ -241,3 +259,107 @@ def test_timestamp_key_priority_and_case() -> None:
     assert timestamp_ms({"time": 1_714_521_600, "@Timestamp": 1_714_521_700}) == 1_714_521_700_000
     assert timestamp_ms({"ts": "2024-05-01T00:00:00Z"}) == 1_714_521_600_000
     assert timestamp_ms({"content": "no time"}) is None
+
+
+@pytest.mark.parametrize("fmt", ["auto", "jsonl"])
+def test_lines_starting_with_a_brace_follow_the_format(fmt: InputFormat) -> None:
+    """A line that starts with `{` but is no JSON object is text (auto) or invalid (jsonl),
+    like any other line that is no object."""
+    chunk = parse_lines(['{"a": 1}', "{not json", '{"b": 2} {"c": 3}', " {\"d\": 4}"], fmt)
+    if fmt == "auto":
+        assert chunk.items == [{"a": 1}, "{not json", '{"b": 2} {"c": 3}', {"d": 4}]
+    else:
+        assert (chunk.items, chunk.invalid) == ([{"a": 1}, {"d": 4}], 2)
+
+
+_ISO_TAIL = st.text(alphabet="0123456789.,:+-Zzt T\t", max_size=14)
+_ISO_HEADS = st.builds(
+    "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}".format,
+    st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.sampled_from("Tt x"),
+    st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(head=_ISO_HEADS, tail=_ISO_TAIL, blank=st.sampled_from(["", " ", "\t"]))
+def test_memoised_iso_timestamps_read_as_the_parser_reads_them(
+    head: str, tail: str, blank: str
+) -> None:
+    """The memoised second + fraction-and-zone path gives exactly the shared parser's floored
+    ms (or None) for any `YYYY-MM-DD?hh:mm:ss...`-shaped text, valid or not, cold and warm."""
+    for value in (head + tail, blank + head + tail, head + tail + blank):
+        ns = parse_timestamp_ns(value)
+        expected = None if ns is None else ns // 1_000_000
+        assert parse_timestamp(value) == expected  # the memos may be cold
+        assert parse_timestamp(value) == expected  # now they are warm
+
+
+@settings(max_examples=500, deadline=None)
+@given(date=st.sampled_from(["2024-05-01T", "2024-05-01 ", "1999-12-31t", " 2024-05-01T"]),
+       rest=st.text(alphabet="0123456789:.,+-Zz \t", max_size=24))
+def test_any_text_after_a_date_reads_as_the_parser_reads_it(date: str, rest: str) -> None:
+    """Whatever follows a date (`12:00+01:30`, whose first 19 characters also look like a
+    second, a bare `12:00Z`, garbage), the memo path agrees with the shared parser."""
+    value = date + rest
+    ns = parse_timestamp_ns(value)
+    assert parse_timestamp(value) == (None if ns is None else ns // 1_000_000)
+    assert parse_timestamp(value) == (None if ns is None else ns // 1_000_000)
+
+
+def test_memoised_timestamps_of_a_log_file() -> None:
+    """A second, its fractions and zones, as log writers print them, through the memos."""
+    moment = 1_714_521_600_000  # 2024-05-01T00:00:00Z
+    for fraction, zone, offset_ms in [(".5", "Z", 0), (".123456789", "+02:00", -7_200_000),
+                                      (",250", "", 0), (".999", " -0130", 5_400_000)]:
+        value = "2024-05-01T00:00:00" + fraction + zone
+        expected = moment + int(fraction[1:4].ljust(3, "0")) + offset_ms
+        assert [parse_timestamp(value) for _ in range(3)] == [expected] * 3
+    assert parse_timestamp("2024-05-01T00:00:00" + "5" * 100) is None  # long tails: no memo
+    # Shapes whose first 19 characters are no `...hh:mm:ss`: read by the parser itself.
+    assert parse_timestamp("2024-05-01T01:30+01:30") == moment
+    assert parse_timestamp("2024-05-01T00:00+00:00:00") is None
+
+
+def _map_object_reference(mapper: RecordMapper, source: dict[str, Any]) -> JsonObject:
+    """`RecordMapper.map_object` as it was before its one-pass rewrite (the oracle)."""
+    special = {k: v for k, v in source.items() if k in SPECIAL_KEYS}
+    out: JsonObject = {}
+    mapper._add_attributes(out, {k: v for k, v in source.items() if k not in special}
+                           if special else source)
+    for key, value in special.items():
+        if key == "content":
+            out[key] = mapper._content(value)
+        elif key == "timestamp" and type(value) in (int, float):
+            out[key] = float_to_json(value) if type(value) is float else value
+        else:
+            out[key] = mapper._value(value, ())
+    return out
+
+
+_SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+            | st.text(alphabet="x", min_size=100, max_size=300))
+_JSON_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from([*sorted(SPECIAL_KEYS), "level", "a.b", "x" * 120, ""]) | st.text(
+    max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.dictionaries(_KEYS, _JSON_VALUES, max_size=12))
+def test_map_object_matches_the_two_pass_mapping(source: dict[str, Any]) -> None:
+    """A JSON line maps to the same object, key order and truncation counts included, as the
+    two-pass mapping it replaced (small limits, so cuts and the attribute budget are hit)."""
+    small = replace(GRAIL, max_value_bytes=64, max_key_bytes=40, max_content_bytes=80,
+                    max_attributes=RESERVED_ATTRIBUTES + 6, max_values_per_attribute=3,
+                    max_nesting_depth=2)
+    fast_cuts: Counter[str] = Counter()
+    slow_cuts: Counter[str] = Counter()
+    fast = RecordMapper(small, fast_cuts).map_object(source)
+    slow = _map_object_reference(RecordMapper(small, slow_cuts), source)
+    assert list(fast.items()) == list(slow.items())
+    assert fast_cuts == slow_cuts
