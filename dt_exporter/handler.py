@@ -120,7 +120,7 @@ _DEFAULT_FLUSH_S: Final = 30.0  # as the SDK's force_flush
 _ERROR_EVERY_S: Final = 60.0
 _CUTOFF_NS: Final = MAX_RECORD_AGE_NS - STALE_MARGIN_NS
 _THREAD_PREFIX: Final = "dt_exporter-handler"
-_NO_CONTEXT: Final = object()  # no context seen yet (None is a context: the empty one)
+_NO_CONTEXT: Final = object()  # the worker has seen no context yet (None is a value it may see)
 
 #: One buffered record, captured from its `LogRecord` (which is then free to go: see `emit`):
 #: logger name, levelno, levelname, created, formatted message, the OpenTelemetry context of the
@@ -429,6 +429,11 @@ class DynatraceHandler(logging.Handler):
         with self._handoff_lock:  # stats() sees these records in hand or in the channel
             try:
                 self._channel.submit(Batch(pending.records, [body], {}, truncated))
+            except Exception:  # the channel never raises; if it did, count what it cost
+                with self._lock:
+                    self._dropped["internal_error"] += pending.records
+                self._error("submit", "dt_exporter: DynatraceHandler could not queue %d "
+                            "records; dropped", pending.records, exc_info=True)
             finally:
                 with self._lock:
                     self._in_hand -= pending.records
@@ -595,6 +600,7 @@ class DynatraceHandler(logging.Handler):
         self._finished = True
         self._refuse_leftovers()
         report = self._channel.shutdown(max(deadline - time.monotonic(), 0.0))
+        self._refuse_pending()
         if report.undelivered:
             _log.warning("dt_exporter: DynatraceHandler closed with %d records undelivered (%s)",
                          report.undelivered, report.describe())
@@ -603,6 +609,20 @@ class DynatraceHandler(logging.Handler):
             _log.warning("dt_exporter: DynatraceHandler dropped %d records: %s",
                          sum(dropped.values()),
                          ", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items())))
+
+    def _refuse_pending(self) -> None:
+        """After shutdown: a body the worker was still writing when close's deadline passed
+        will never be sent; its records count as `shutdown`."""
+        if not self._encode_lock.acquire(blocking=False):
+            return  # the worker is still at it; its records stay counted as queued
+        try:
+            pending, self._pending = self._pending, None
+            if pending is not None and pending.records:
+                with self._lock:
+                    self._in_hand -= pending.records
+                    self._dropped["shutdown"] += pending.records
+        finally:
+            self._encode_lock.release()
 
     def _refuse_leftovers(self) -> None:
         """Records still buffered after close's hand-over (its deadline passed, or an emit

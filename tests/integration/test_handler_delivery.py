@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -239,3 +240,21 @@ def test_setup_dynatrace_fast_handler_installs_the_handler(emulator):
         setup.shutdown()
     assert setup.handler not in logging.getLogger().handlers
     assert setup.handler.stats().balanced
+
+
+def test_close_against_a_dead_endpoint_counts_what_it_could_not_send(logger):
+    """With nothing listening, close() gives up at DT_EXPORTER_SHUTDOWN_TIMEOUT and every
+    record is accounted for as dropped (shutdown), none lost silently."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = DynatraceHandler(endpoint=f"http://127.0.0.1:{port}", token="dt0c01.DEAD.END",
+                               shutdown_timeout_s=0.5, **FAST)
+    logger.addHandler(handler)
+    for i in range(30):
+        logger.info("into the void %d", i)
+    handler.close()
+    stats = handler.stats()
+    assert stats.received == 30 and stats.delivered == 0 and stats.balanced, stats
+    assert sum(stats.dropped.values()) == 30 and set(stats.dropped) <= {"shutdown",
+                                                                       "retry_exhausted"}
