@@ -73,7 +73,6 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs._internal import std_to_otel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -519,6 +518,10 @@ class DynatraceHandler(logging.Handler):
         mapper's table; below DEBUG (no severity number) from the level's name, as the SDK
         record's severity text. "" leaves Dynatrace's default. Cached per number when the
         name does not matter."""
+        # The SDK's own table (its LoggingHandler's); imported here, once per level, so that an
+        # SDK that moved it costs this mapping (tests fail), never `import dt_exporter`.
+        from opentelemetry.sdk._logs._internal import std_to_otel
+
         severity = std_to_otel(levelno)
         level = LEVEL_BY_SEVERITY.get(severity) if severity else None
         if level is None:
