@@ -74,8 +74,9 @@ class StderrFallback(logging.Handler):
         logger: logging.Logger | None = logging.getLogger(record.name)
         while logger is not None:
             for handler in logger.handlers:
-                if handler is self or _is_opentelemetry_handler(handler):
-                    continue
+                if (handler is self or _is_opentelemetry_handler(handler)
+                        or getattr(handler, "refuses_own_records", False)):
+                    continue  # it would not show our line (DynatraceHandler refuses it)
                 if record.levelno >= handler.level:
                     return True
             if not logger.propagate:
