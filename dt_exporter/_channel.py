@@ -52,8 +52,10 @@ _log = logging.getLogger(__name__)
 _LOG_EVERY_S: Final = 60.0
 _ABORT_GRACE_S: Final = 0.05
 _IDLE_POLL_S: Final = 0.5
-#: A lone small body waits this long for company before it is sent (coalescing; see `_linger`).
-_LINGER_S: Final = 0.02
+#: Small bodies wait at most this long for company before they are sent (see `_linger`).
+_LINGER_S: Final = 0.2
+#: ... or until this many (compressed) bytes of them are queued: a request worth sending.
+_COALESCE_TARGET_BYTES: Final = 256 * 1024
 #: Bodies below this (uncompressed) are coalesced: what one record or a few make. Larger ones
 #: are worth their own request, and re-compressing them would only cost CPU.
 _SMALL_BODY_BYTES: Final = 16 * 1024
@@ -78,6 +80,7 @@ class _Job:
     body: Body
     ticket: Ticket
     first_attempt: float | None = None  # monotonic time of its first attempt (retry budget)
+    queued_at: float = 0.0  # monotonic time it was submitted (how long it may linger)
     #: A coalesced request: the queued jobs it carries (each keeps its own ticket and file).
     members: list[_Job] | None = None
     solo: bool = False  # never coalesce again (its coalesced request got an answer it needs alone)
@@ -220,7 +223,8 @@ class Channel:
             self.after_fork_in_child()
         if self._closed:
             return self._refuse(batch)
-        jobs = [_Job(self._persist(body), Ticket()) for body in batch.bodies]
+        now = self._clock.monotonic()
+        jobs = [_Job(self._persist(body), Ticket(), queued_at=now) for body in batch.bodies]
         if wait_s > 0 and jobs:
             self._ensure_thread()  # someone must make room
             self._queue.wait_for_room(sum(job.size for job in jobs), wait_s)
@@ -381,17 +385,24 @@ class Channel:
         return self._coalesce(job, run) if run else job
 
     def _linger(self) -> None:
-        """With one small coalescible body queued and nothing else, wait a moment for more:
-        a producer making one body per record (SimpleLogRecordProcessor) then costs a request
-        per moment instead of a request per record. Never while closing or flushing."""
+        """While only small coalescible bodies are queued, and fewer than make a good request,
+        let the oldest wait up to `_LINGER_S` for company: a producer making one body per record
+        (SimpleLogRecordProcessor) then costs a request per moment, not per record. Never while
+        a flush waits or the channel closes (they go at once)."""
         head = self._queue.peek()
-        if head is None or self._closed or self._flushing or len(self._queue) != 1:
+        if head is None:
             return
         route = self._routes[head.body.route]
         if (route.merge is None or head.solo or not head.body.raw_size
                 or head.body.raw_size > _SMALL_BODY_BYTES):
             return
-        self._queue.wait_for_more(1, _LINGER_S)
+        until = head.queued_at + _LINGER_S
+        while not (self._closed or self._flushing or self._abort.is_set()):
+            records, size = self._queue.depth
+            left = until - self._clock.monotonic()
+            if left <= 0 or size >= _COALESCE_TARGET_BYTES or records >= self._max_records:
+                return
+            self._queue.wait_for_more(len(self._queue), left)
 
     def _coalescible_run(self, head: _Job) -> list[_Job]:
         """Under the lock: the small queued jobs that may ride in one request with `head`

@@ -57,7 +57,7 @@ class BodyQueue(Generic[Body]):
             self._bodies.append(body)
             self._bytes += body.size
             self._records += body.records
-            self._ready.notify()
+            self._ready.notify_all()  # the consumer, lingering for company, among others
         return evicted
 
     def wait_for_room(self, size: int, timeout: float | None) -> bool:
