@@ -14,12 +14,12 @@ import gzip
 import logging
 import math
 import os
+import queue
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO, Any, Final, TextIO
@@ -35,8 +35,11 @@ QUEUE_BYTES: Final = 16 * 1024 * 1024
 _FOREVER_S: Final = 365 * 86_400.0
 PROGRESS_INTERVAL_S: Final = 0.25  # at most 4 refreshes a second
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-#: Request bodies handed to the compression thread and not yet queued, at most.
+#: Chunks handed to the compression thread and not yet taken, at most (memory stays flat).
 _COMPRESS_AHEAD: Final = 2
+#: The compression thread waits this long for the next chunk before it sends a request that
+#: is not full yet: a fast input fills requests, a slow one is not held back.
+_PACK_LINGER_S: Final = 0.2
 #: Records per input chunk at most (half `read_chunks`' default: a chunk's parsed objects are
 #: most of the memory, and whole chunks are packed into requests anyway); see `chunk_records`.
 _CHUNK_RECORDS: Final = 10_000
@@ -102,15 +105,16 @@ class SendJob:
         self._started = time.monotonic()
         self._input_bytes = 0
         self.read_errors: list[str] = []
-        # Compression runs on its own thread, overlapping the parsing of the next chunk: zlib
-        # releases the GIL, so a second core does it. One worker keeps the bodies in order.
-        self._compressor = ThreadPoolExecutor(1, thread_name_prefix="dt-exporter-send-gzip")
-        self._compressing: deque[Future[None]] = deque()
+        # Packing and compression run on their own thread, overlapping the parsing of the next
+        # chunks: zlib releases the GIL, so a second core does it. One thread keeps the order.
         self._stopping = threading.Event()
-        # Consecutive chunks packed into one request body (see `_pack`): their sizes so far.
-        self._pending: list[pipeline.Encoded] = []
-        self._pending_bytes = 0
-        self._pending_records = 0
+        self._chunks: queue.Queue[pipeline.Encoded | None] = queue.Queue(_COMPRESS_AHEAD)
+        self._packer_error: BaseException | None = None
+        # A daemon: an unexpected error on the main thread must not leave the process waiting
+        # for it at exit.
+        self._packer = threading.Thread(target=self._run_packer, daemon=True,
+                                        name="dt-exporter-send-gzip")
+        self._packer.start()
 
     def send(self, paths: list[str], fmt: InputFormat) -> None:
         for path in paths:
@@ -123,59 +127,92 @@ class SendJob:
                             self._read_error(path, chunk.error)
             except (OSError, EOFError, ValueError) as error:  # gzip.BadGzipFile is an OSError
                 self._read_error(path, str(error) or type(error).__name__)
-        self._compress_pending()
-        while self._compressing:
-            self._compressing.popleft().result()
+        self._hand_over(None)  # the end: what is packed goes out
+        self._packer.join()
+        if self._packer_error is not None:
+            raise self._packer_error
         while not self._channel.flush(PROGRESS_INTERVAL_S):
             self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
     def _submit(self, chunk: Chunk) -> None:
-        self._pack(self._batcher.lines(chunk, time.time_ns()))
+        self._hand_over(self._batcher.lines(chunk, time.time_ns()))
         self._input_bytes += chunk.input_bytes
         self._progress.show(self.stats(), self._input_bytes, self._elapsed())
 
-    def _pack(self, encoded: pipeline.Encoded) -> None:
-        """Gather the bodies of consecutive chunks into one request of up to the request limits
-        (`max_request_bytes` uncompressed, `max_records_per_request`) before compressing.
+    def _hand_over(self, encoded: pipeline.Encoded | None) -> None:
+        """Give a chunk's bodies (None: the end) to the compression thread; wait while it has
+        _COMPRESS_AHEAD of them. Its failure is raised here rather than waited on for ever."""
+        while self._packer.is_alive():
+            try:
+                self._chunks.put(encoded, timeout=PROGRESS_INTERVAL_S)
+                return
+            except queue.Full:
+                continue
+        if self._packer_error is not None and encoded is not None:
+            raise self._packer_error
+
+    def _run_packer(self) -> None:
+        try:
+            self._pack_and_compress()
+        except BaseException as error:  # raised on the main thread by _hand_over / send
+            self._packer_error = error
+
+    def _pack_and_compress(self) -> None:
+        """The compression thread: gather the bodies of consecutive chunks into one request of
+        up to the request limits (`max_request_bytes` uncompressed, `max_records_per_request`),
+        then compress and queue it.
 
         A chunk's body is a fraction of a request (at most 10,000 records: about 1 MB of
         116-byte lines); packed, 1,000,000 such lines take about 25 requests instead of 115,
-        and less CPU (fewer compressions and HTTP exchanges). The records, their drops and cuts
-        are those of the chunks; a chunk whose records already fill more than one request is
-        compressed as it is.
+        and less CPU (fewer compressions and HTTP exchanges). A request that is not full goes
+        out when no chunk came for _PACK_LINGER_S (a slow pipe is not held back) and at the
+        end. The records, their drops and cuts are those of the chunks; a chunk whose records
+        already fill more than one request is compressed as it is.
         """
         cfg = self._config
-        requests = encoded.requests
-        if len(requests) > 1:
-            self._compress_pending()
-            self._compress(encoded)
-            return
-        if requests:
-            data, records = requests[0]
-            joined = (self._pending_bytes + len(data) - 1) if self._pending_bytes else len(data)
-            if self._pending_bytes and (joined > cfg.max_request_bytes or self._pending_records
-                                        + records > cfg.max_records_per_request):
-                self._compress_pending()
-                joined = len(data)
-            self._pending_bytes = joined
-            self._pending_records += records
-        self._pending.append(encoded)
-        if self._pending_records >= cfg.max_records_per_request:
-            self._compress_pending()
+        pending: list[pipeline.Encoded] = []
+        pending_bytes = pending_records = 0
 
-    def _compress_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        self._pending_bytes = self._pending_records = 0
-        if pending:
-            self._compress(pending[0] if len(pending) == 1 else join_encoded(pending))
+        def flush() -> None:
+            nonlocal pending, pending_bytes, pending_records
+            if pending:
+                self._compress_and_queue(pending[0] if len(pending) == 1
+                                         else join_encoded(pending))
+            pending, pending_bytes, pending_records = [], 0, 0
 
-    def _compress(self, encoded: pipeline.Encoded) -> None:
-        self._compressing.append(self._compressor.submit(self._compress_and_queue, encoded))
-        while len(self._compressing) > _COMPRESS_AHEAD:  # memory stays flat
-            self._compressing.popleft().result()
+        while True:
+            try:
+                encoded = self._chunks.get(timeout=_PACK_LINGER_S if pending else None)
+            except queue.Empty:
+                flush()
+                continue
+            if encoded is None:
+                flush()
+                return
+            requests = encoded.requests
+            if len(requests) > 1:
+                flush()
+                self._compress_and_queue(encoded)
+                continue
+            if requests:
+                data, records = requests[0]
+                joined = pending_bytes + len(data) - 1 if pending_bytes else len(data)
+                if pending_bytes and (joined > cfg.max_request_bytes or pending_records
+                                      + records > cfg.max_records_per_request):
+                    flush()
+                    joined = len(data)
+                pending_bytes = joined
+                pending_records += records
+            pending.append(encoded)
+            if pending_records >= cfg.max_records_per_request:
+                flush()
 
     def _compress_and_queue(self, encoded: pipeline.Encoded) -> None:
-        """On the compression thread: wait for room in the queue rather than evict."""
+        """On the compression thread: wait for room in the queue rather than evict (after
+        Ctrl-C: the records count as `shutdown`)."""
+        if self._stopping.is_set():
+            self._channel.submit(pipeline.Batch.refused(encoded.received, "shutdown"))
+            return
         batch = self._batcher.finish(encoded)
         size = sum(body.size for body in batch.bodies)
         while not self._stopping.is_set():  # interruptible: Ctrl-C must not hang here
@@ -193,11 +230,8 @@ class SendJob:
     def stop(self) -> None:
         """Stop the channel; what is still queued (only after Ctrl-C) counts as `shutdown`."""
         self._stopping.set()
-        pending, self._pending = self._pending, []  # read, not yet compressed (Ctrl-C)
-        received = sum(encoded.received for encoded in pending)
-        if received:
-            self._channel.submit(pipeline.Batch.refused(received, "shutdown"))
-        self._compressor.shutdown(wait=True)
+        self._hand_over(None)  # after Ctrl-C: what is read but not queued counts as `shutdown`
+        self._packer.join()
         self._channel.shutdown(0.0 if self.stats().queued_records else 1.0)
         self._progress.clear()
 

@@ -259,3 +259,28 @@ def test_join_encoded_adds_up_the_parts() -> None:
     assert dict(joined.dropped) == {"too_old": 2, "invalid_json": 1}
     assert dict(joined.truncated) == {"value": 1}
     assert join_encoded([Encoded(1, [], 0, {"too_old": 1})]).requests == []
+
+
+def test_records_of_an_open_pipe_are_sent_before_it_ends(dynatrace: DynatraceEmulator) -> None:
+    """Lines from a pipe that stays open go out once their block (2 MB) is read, within a
+    moment: packing chunks into requests never holds them until more input or the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dt_exporter", "send", "-"], cwd=REPO,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "DT_ENDPOINT": dynatrace.url, "DT_API_TOKEN": dynatrace.token},
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"".join(b"line %08d " % i + b"x" * 84 + b"\n" for i in range(22_000)))
+        process.stdin.flush()  # 2.2 MB: one whole 2 MB block (20,971 lines), and some more
+        dynatrace.wait_for_records(20_000, timeout=30)
+    finally:
+        try:
+            stdout, stderr = process.communicate(timeout=60)  # closes stdin: the input ends
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    assert process.returncode == 0, stderr
+    assert b"delivered 22000" in stdout
+    assert len(dynatrace.records) == 22_000
