@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -284,3 +285,32 @@ def test_records_of_an_open_pipe_are_sent_before_it_ends(dynatrace: DynatraceEmu
     assert process.returncode == 0, stderr
     assert b"delivered 22000" in stdout
     assert len(dynatrace.records) == 22_000
+
+
+def test_ctrl_c_exits_130_with_every_read_record_accounted(dynatrace: DynatraceEmulator) -> None:
+    """Ctrl-C while the input is still open: exit 130 at once, and the summary accounts for
+    every record read (delivered or dropped by reason), none left with the packing thread."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dt_exporter", "send", "-"], cwd=REPO,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "DT_ENDPOINT": dynatrace.url, "DT_API_TOKEN": dynatrace.token},
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b"".join(b"line %08d " % i + b"x" * 84 + b"\n" for i in range(22_000)))
+        process.stdin.flush()
+        dynatrace.wait_for_records(20_000, timeout=30)  # the first block is through
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    summary = stdout.decode()
+    read = int(summary.split(" records read")[0].rsplit(" ", 1)[-1])
+    delivered = int(summary.split("delivered ")[1].split(",")[0])
+    dropped = int(summary.split("dropped ")[1].split(" ")[0].rstrip(","))
+    assert read >= 20_000
+    assert read == delivered + dropped
+    assert len(dynatrace.records) == delivered
