@@ -1,4 +1,4 @@
-"""dt_exporter.otlp.encode_log_requests against the official OTLP encoder, in one run.
+"""dt_exporter._otlp.encode_log_requests against the official OTLP encoder, in one run.
 
 Records: `_common.make_records`, the reference recipe (see `_common`'s docstring,
 section 6), cut into batches of 512 as the BLRP makes them. The two encoders take turns, so load
@@ -24,8 +24,8 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import ReadableLogRecord
 
+from dt_exporter._otlp import encode_log_requests
 from dt_exporter.limits import GRAIL
-from dt_exporter.otlp import encode_log_requests
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ def main() -> None:
           f"bytes identical: {first == reference.SerializeToString()}")
 
     names = ("official encode_logs(batch).SerializeToString()",
-             "dt_exporter.otlp.encode_log_requests")
+             "dt_exporter._otlp.encode_log_requests")
     timings = best_in_turns([lambda: official(chunks), lambda: ours(chunks)])
     rows = [(name, secs, sum(map(len, payloads)))
             for name, (secs, payloads) in zip(names, timings, strict=True)]

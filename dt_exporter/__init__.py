@@ -1,6 +1,7 @@
 """dt_exporter: ship OpenTelemetry data to Dynatrace, fast and without losing it."""
 
 from dt_exporter._enrichment import DynatraceResourceDetector
+from dt_exporter._stats import DeliveryStats
 from dt_exporter._version import __version__
 from dt_exporter.bridge import SpanEventBridge
 from dt_exporter.config import BridgeConfig, Endpoint, ExporterConfig, Secret
@@ -12,7 +13,6 @@ from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.handler import DynatraceHandler
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
 from dt_exporter.setup import DynatraceSetup, setup_dynatrace
-from dt_exporter.stats import DeliveryStats
 
 __all__ = [
     "CLASSIC",

@@ -22,12 +22,12 @@ from typing import Any, Final
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 
-from dt_exporter import payload
+from dt_exporter import _payload as payload
+from dt_exporter._payload import Batch, Body, Encoding
 from dt_exporter.config import ExporterConfig
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.lines import Chunk, parse_timestamp, timestamp_ms
 from dt_exporter.mapping import JsonObject, RecordMapper
-from dt_exporter.payload import Batch, Body, Encoding
 
 #: Log records from these instrumentation scopes are our own; shipping them would loop.
 OWN_SCOPE_PREFIX: Final = "dt_exporter"
@@ -116,7 +116,7 @@ class LogBatcher:
         cfg = self._config
         dropped: Counter[str] = Counter()
         if self._route_name == "otlp":
-            from dt_exporter import otlp
+            from dt_exporter import _otlp as otlp
 
             requests = [
                 (r.data, r.records)

@@ -30,9 +30,22 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from dt_exporter import _forks, _selflog
+from dt_exporter._buffer import BodyQueue
+from dt_exporter._payload import Batch, Body, compress, decompress
+from dt_exporter._responses import server_message
+from dt_exporter._retry import (
+    PERMANENT_MEANING,
+    Backoff,
+    Outcome,
+    Verdict,
+    classify,
+    classify_error,
+)
 from dt_exporter._routes import Route
+from dt_exporter._spool import Spool
+from dt_exporter._stats import Accounting, DeliveryStats
 from dt_exporter._tickets import SYSTEM_CLOCK, BodyResult, Clock, ShutdownReport, Ticket
-from dt_exporter.buffer import BodyQueue
+from dt_exporter._transport import SENDER_THREAD_PREFIX, Response, Transport
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import DtExporterError, TransportError
 from dt_exporter.limits import (
@@ -41,12 +54,6 @@ from dt_exporter.limits import (
     MAX_RECORD_AGE_NS,
     STALE_MARGIN_NS,
 )
-from dt_exporter.payload import Batch, Body, compress, decompress
-from dt_exporter.responses import server_message
-from dt_exporter.retry import PERMANENT_MEANING, Backoff, Outcome, Verdict, classify, classify_error
-from dt_exporter.spool import Spool
-from dt_exporter.stats import Accounting, DeliveryStats
-from dt_exporter.transport import SENDER_THREAD_PREFIX, Response, Transport
 
 _log = logging.getLogger(__name__)
 _LOG_EVERY_S: Final = 60.0

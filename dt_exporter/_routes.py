@@ -30,7 +30,8 @@ from typing import Final
 
 import orjson
 
-from dt_exporter import payload, responses
+from dt_exporter import _payload as payload
+from dt_exporter import _responses as responses
 from dt_exporter.config import ExporterConfig
 
 JSON: Final = "application/json; charset=utf-8"
@@ -70,7 +71,7 @@ class Route:
 def logs(config: ExporterConfig) -> Route:
     """The log route of `config`: JSON log ingest, or OTLP with `protocol="otlp"`."""
     if config.protocol == "otlp":
-        from dt_exporter import otlp
+        from dt_exporter import _otlp as otlp
 
         return Route(
             name="otlp", url=config.logs_url, content_type=PROTOBUF, scope=LOGS_SCOPE,

@@ -126,7 +126,7 @@ class ProxySettings:
     is a full proxy URL whose credentials, if any, are sent as `Proxy-Authorization`. `no_proxy`
     lists the `NO_PROXY` entries (lower case): hosts, `.domain` suffixes, IPs, CIDR ranges, an
     optional `:port`, or `*`. `*_source` name the variable each URL came from, for messages.
-    The transport decides per URL (`dt_exporter.transport.select_proxy`).
+    The transport decides per URL (`dt_exporter._transport.select_proxy`).
     """
 
     http: Secret | None = None

@@ -3,7 +3,7 @@
     DtExporterError
     ├── ConfigError        bad configuration: raised early, names the setting, never the token
     ├── InvalidEventError  an Events API event that cannot be built (event_model.py)
-    ├── SpoolError         the disk spool could not persist one body (spool.py; never raised
+    ├── SpoolError         the disk spool could not persist one body (_spool.py; never raised
     │                      to the application: the channel keeps the body in memory)
     └── TransportError     one HTTP attempt failed below the HTTP layer (kind says how)
 

@@ -33,6 +33,8 @@ from typing import Any, Final, TypeAlias
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 
+from dt_exporter._text import bytes_to_text, describe, float_to_json, json_text
+
 # The routing rules are a setting: config.py parses DT_EXPORTER_EVENT_ROUTES into them.
 from dt_exporter.config import ROUTES_ENV_VAR as ROUTES_ENV_VAR
 from dt_exporter.config import EventRoute as EventRoute
@@ -48,7 +50,6 @@ from dt_exporter.limits import (
     TRUNCATION_MARKER,
 )
 from dt_exporter.mapping import JsonObject, RecordMapper
-from dt_exporter.text import bytes_to_text, describe, float_to_json, json_text
 
 PropertyValue: TypeAlias = "str | int | float | bool"
 

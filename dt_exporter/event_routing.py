@@ -36,6 +36,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from dt_exporter import _enrichment, _forks
+from dt_exporter._stats import DeliveryStats
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
@@ -47,7 +48,6 @@ from dt_exporter.event_model import (
 from dt_exporter.events import EventsClient, SecurityEventsClient, resolve_config
 from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.mapping import JsonObject, RecordMapper
-from dt_exporter.stats import DeliveryStats
 
 _log = logging.getLogger(__name__)
 

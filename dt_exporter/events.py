@@ -33,9 +33,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from dt_exporter import _routes, payload, responses
+from dt_exporter import _payload as payload
+from dt_exporter import _responses as responses
+from dt_exporter import _routes
 from dt_exporter._channel import BodyResult, Channel, describe_permanent
+from dt_exporter._payload import Batch, Body, Encoding
 from dt_exporter._routes import Route
+from dt_exporter._stats import DeliveryStats
+from dt_exporter._text import describe, json_dumps, json_safe
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
@@ -46,9 +51,6 @@ from dt_exporter.event_model import (
 )
 from dt_exporter.limits import EVENTS_MAX_REQUEST_BYTES
 from dt_exporter.mapping import JsonObject
-from dt_exporter.payload import Batch, Body, Encoding
-from dt_exporter.stats import DeliveryStats
-from dt_exporter.text import describe, json_dumps, json_safe
 
 _log = logging.getLogger(__name__)
 

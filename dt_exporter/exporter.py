@@ -36,11 +36,11 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from dt_exporter import _enrichment, _forks, _routes, _selflog
 from dt_exporter._batching import OWN_SCOPE_PREFIX, LogBatcher
 from dt_exporter._channel import Channel, ShutdownReport
+from dt_exporter._payload import Batch
+from dt_exporter._spool import Spool
+from dt_exporter._stats import Accounting, DeliveryStats
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
-from dt_exporter.payload import Batch
-from dt_exporter.spool import Spool
-from dt_exporter.stats import Accounting, DeliveryStats
 
 _log = logging.getLogger(__name__)
 _SUCCESS = LogRecordExportResult.SUCCESS

@@ -79,13 +79,13 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from dt_exporter import _enrichment, _forks, _routes
 from dt_exporter._batching import Encoded, LogBatcher
 from dt_exporter._channel import Channel, ShutdownReport
+from dt_exporter._payload import Batch, Body, Encoding
+from dt_exporter._stats import DeliveryStats
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.exporter import DynatraceLogExporter
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.mapping import LEVEL_BY_SEVERITY, JsonObject, RecordMapper, loglevel_for
-from dt_exporter.payload import Batch, Body, Encoding
-from dt_exporter.stats import DeliveryStats
 
 __all__ = ["DynatraceHandler"]
 

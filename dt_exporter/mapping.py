@@ -29,8 +29,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from dt_exporter.limits import LimitProfile
-from dt_exporter.text import (
+from dt_exporter._text import (
     CYCLIC,
     JSON_INT_MAX,
     JSON_INT_MIN,
@@ -45,6 +44,7 @@ from dt_exporter.text import (
     truncate_utf8,
     utf8_len,
 )
+from dt_exporter.limits import LimitProfile
 
 JsonObject = dict[str, Any]
 

@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from dt_exporter import _enrichment, _routes
 from dt_exporter._batching import Encoded, LogBatcher
 from dt_exporter._channel import BodyResult, Channel, Clock, ShutdownReport, Ticket
+from dt_exporter._payload import Batch, Body
+from dt_exporter._responses import server_message
+from dt_exporter._retry import PERMANENT_MEANING
 from dt_exporter._routes import Route
 from dt_exporter._routes import events as events_route
 from dt_exporter._routes import logs as log_route
 from dt_exporter._routes import security as security_route
+from dt_exporter._transport import Response, Transport, describe_proxy
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import TransportError
 from dt_exporter.lines import FORMATS, ByteSource, Chunk, InputFormat, read_chunks
-from dt_exporter.payload import Batch, Body
-from dt_exporter.responses import server_message
-from dt_exporter.retry import PERMANENT_MEANING
-from dt_exporter.transport import Response, Transport, describe_proxy
 
 #: Sent only if a server refuses the empty array with 400 (the emulator and, as far as we know,
 #: Dynatrace accept it with 204).

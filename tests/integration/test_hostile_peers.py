@@ -15,10 +15,10 @@ from typing import Final
 
 import pytest
 
+from dt_exporter._retry import Backoff, Outcome, classify
+from dt_exporter._transport import MAX_BODY_BYTES, Transport
 from dt_exporter.config import ProxySettings, Secret
 from dt_exporter.errors import TransportError
-from dt_exporter.retry import Backoff, Outcome, classify
-from dt_exporter.transport import MAX_BODY_BYTES, Transport
 
 Handler = Callable[[socket.socket, bytes], None]
 HEADERS: Final = {"Content-Type": "application/json; charset=utf-8"}
@@ -309,7 +309,7 @@ HUGE: Final = 300 * 1024 * 1024
 
 _CLIENT: Final = """
 import json, resource, sys
-from dt_exporter.transport import Transport
+from dt_exporter._transport import Transport
 transport = Transport(timeout_s=10.0)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 response = transport.post(sys.argv[1], b"[]", {"Content-Type": "application/json"})

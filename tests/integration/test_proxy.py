@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import trustme
 
+from dt_exporter._retry import PERMANENT_MEANING, Outcome, classify
+from dt_exporter._transport import Transport
 from dt_exporter.config import ExporterConfig, ProxySettings, Secret
-from dt_exporter.retry import PERMANENT_MEANING, Outcome, classify
 from dt_exporter.testing import DynatraceEmulator
-from dt_exporter.transport import Transport
 
 USER, PASSWORD = "exporter", "pr0xy-s3cret"
 RECORD = b'[{"content": "through the proxy"}]'

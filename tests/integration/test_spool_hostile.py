@@ -23,9 +23,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dt_exporter._payload import Body
+from dt_exporter._spool import Recovered, Spool
 from dt_exporter.errors import ConfigError, SpoolError
-from dt_exporter.payload import Body
-from dt_exporter.spool import Recovered, Spool
 
 MB = 1 << 20
 DEAD = "12345-deadbeef"
@@ -72,8 +72,8 @@ def public_base() -> Iterator[Path]:
 RLIMIT_SCRIPT = """
     import json, resource, signal, sys
     from dt_exporter.errors import SpoolError
-    from dt_exporter.payload import Body
-    from dt_exporter.spool import Spool
+    from dt_exporter._payload import Body
+    from dt_exporter._spool import Spool
     if sys.argv[2] == "default":
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # as an embedding application may leave it
     spool = Spool(sys.argv[1], 1 << 20)
@@ -128,8 +128,8 @@ def test_a_full_disk_raises_spool_error_and_leaves_no_temporary_file(tmp_path):
     script = """
         import json, os, sys
         from dt_exporter.errors import SpoolError
-        from dt_exporter.payload import Body
-        from dt_exporter.spool import Spool
+        from dt_exporter._payload import Body
+        from dt_exporter._spool import Spool
         spool = Spool(sys.argv[1], 1 << 20)
         written, reason = 0, None
         for i in range(20):
@@ -303,7 +303,7 @@ def test_files_planted_before_the_directory_was_made_private_are_set_aside_unrea
     assert sorted(p.name for p in directory.glob("*.foreign")) == [
         f"{DEAD}-000000000000.body.foreign", f"{DEAD}-000000000001.body.foreign"]
     assert victim.read_bytes() == spool_file(b'["root only"]', 1)
-    warnings = [r for r in caplog.records if r.name == "dt_exporter.spool"]
+    warnings = [r for r in caplog.records if r.name == "dt_exporter._spool"]
     assert [r.getMessage() for r in warnings] == [
         f"dt_exporter: 2 entries in the spool {directory} are not regular files owned by uid 0:"
         " moved aside as *.foreign, not read"]

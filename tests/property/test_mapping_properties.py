@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from dt_exporter import payload
+from dt_exporter import _payload as payload
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
 from dt_exporter.mapping import RecordMapper
 

@@ -1,4 +1,4 @@
-"""dt_exporter.otlp decodes to exactly what the official OTLP encoder builds, for any batch.
+"""dt_exporter._otlp decodes to exactly what the official OTLP encoder builds, for any batch.
 
 Batches are genuine SDK records (Logger.emit → SimpleLogRecordProcessor →
 InMemoryLogRecordExporter) across several resources and scopes, with bodies and attributes of
@@ -24,7 +24,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from dt_exporter import otlp
+from dt_exporter import _otlp as otlp
 from dt_exporter.limits import LimitProfile
 
 #: No limit in this file is reachable: equivalence means nothing is cut.

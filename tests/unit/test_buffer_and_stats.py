@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from dt_exporter.buffer import BodyQueue
-from dt_exporter.payload import Body
-from dt_exporter.stats import Accounting
+from dt_exporter._buffer import BodyQueue
+from dt_exporter._payload import Body
+from dt_exporter._stats import Accounting
 
 
 def body(size: int, records: int = 1, tag: str = "") -> Body:

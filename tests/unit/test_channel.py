@@ -17,12 +17,12 @@ import pytest
 
 from dt_exporter import _routes
 from dt_exporter._channel import Channel
+from dt_exporter._payload import Batch, Body, compress
+from dt_exporter._retry import Backoff
+from dt_exporter._transport import Response
 from dt_exporter.config import ExporterConfig
 from dt_exporter.errors import TransportError
 from dt_exporter.limits import MAX_RECORD_AGE_NS
-from dt_exporter.payload import Batch, Body, compress
-from dt_exporter.retry import Backoff
-from dt_exporter.transport import Response
 
 HOUR_NS = 3600 * 10**9
 NOW_NS = 1_800_000_000 * 10**9  # a fixed wall clock: 2027-01-15
@@ -479,7 +479,7 @@ def test_otlp_requests_concatenate_and_expire_per_record() -> None:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-    from dt_exporter import otlp
+    from dt_exporter import _otlp as otlp
     from dt_exporter.limits import GRAIL
 
     memory = InMemoryLogRecordExporter()

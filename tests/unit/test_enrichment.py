@@ -17,7 +17,8 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource, get_aggregated_resources
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from dt_exporter import DynatraceResourceDetector, config, otlp
+from dt_exporter import DynatraceResourceDetector, config
+from dt_exporter import _otlp as otlp
 from dt_exporter._enrichment import (
     MAX_FILE_BYTES,
     PROCESS_FILE,

@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from dt_exporter._responses import ingest_results, one_event_rejections
 from dt_exporter.config import EVENT_TYPES, ExporterConfig
 from dt_exporter.errors import ConfigError
 from dt_exporter.event_model import (
@@ -31,7 +32,6 @@ from dt_exporter.event_model import (
 )
 from dt_exporter.limits import GRAIL
 from dt_exporter.mapping import RecordMapper
-from dt_exporter.responses import ingest_results, one_event_rejections
 
 MARKER = "[TRUNCATED]"
 NOW_MS = 1_700_000_000_000

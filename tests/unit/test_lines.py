@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dt_exporter._text import float_to_json
 from dt_exporter._timestamps import parse_timestamp_ns
 from dt_exporter.limits import GRAIL
 from dt_exporter.lines import (
@@ -24,7 +25,6 @@ from dt_exporter.lines import (
     timestamp_ms,
 )
 from dt_exporter.mapping import RESERVED_ATTRIBUTES, SPECIAL_KEYS, JsonObject, RecordMapper
-from dt_exporter.text import float_to_json
 
 
 class Trickle(io.RawIOBase):

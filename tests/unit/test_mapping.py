@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from dt_exporter import payload
+from dt_exporter import _payload as payload
 from dt_exporter.limits import CLASSIC, GRAIL, LimitProfile
 from dt_exporter.mapping import RecordMapper
 

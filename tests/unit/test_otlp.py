@@ -1,4 +1,4 @@
-"""dt_exporter.otlp: limits, exotic values, request cutting, split/count, partial success."""
+"""dt_exporter._otlp: limits, exotic values, request cutting, split/count, partial success."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from dt_exporter import otlp
+from dt_exporter import _otlp as otlp
 from dt_exporter.limits import GRAIL, TRUNCATION_MARKER, LimitProfile
 
 TIME_NS = 1_700_000_000_000_000_000

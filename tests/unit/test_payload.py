@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dt_exporter.payload import (
+from dt_exporter._payload import (
     compress,
     count_json_array,
     decompress,

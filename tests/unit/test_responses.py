@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dt_exporter.responses import events_rejections, logs_json_rejections, nothing_rejected
+from dt_exporter._responses import events_rejections, logs_json_rejections, nothing_rejected
 
 PARTIAL = "Only a part of input events were ingested due to event invalidity"
 TOO_NESTED = "Event(s) have attributes that are too nested for records"

@@ -7,8 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from dt_exporter.errors import TransportErrorKind
-from dt_exporter.retry import (
+from dt_exporter._retry import (
     PERMANENT_MEANING,
     RETRYABLE_STATUS,
     Backoff,
@@ -17,6 +16,7 @@ from dt_exporter.retry import (
     classify_error,
     parse_retry_after,
 )
+from dt_exporter.errors import TransportErrorKind
 
 NOW = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
 

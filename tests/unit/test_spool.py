@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dt_exporter._payload import Body
+from dt_exporter._spool import Recovered, Spool
 from dt_exporter.errors import ConfigError, SpoolError
-from dt_exporter.payload import Body
-from dt_exporter.spool import Recovered, Spool
 
 MB = 1 << 20
 DEAD = "12345-deadbeef"  # an owner no live process has
@@ -413,8 +413,8 @@ def test_recover_skips_the_listing_when_nothing_changed_yet_sees_an_owner_die(tm
     directory = tmp_path / "spool"
     script = textwrap.dedent("""
         import sys
-        from dt_exporter.payload import Body
-        from dt_exporter.spool import Spool
+        from dt_exporter._payload import Body
+        from dt_exporter._spool import Spool
         spool = Spool(sys.argv[1], 1 << 20)
         spool.write(Body("logs", b'["held"]', 5, "identity"))
         print("ready", flush=True)
@@ -445,8 +445,8 @@ def test_a_forked_child_gets_its_own_owner_and_leaves_the_parents_lock_held(tmp_
     the parent's lock: a third spool claims the exited child's body, not the living parent's."""
     result = run_python("""
         import json, os, sys
-        from dt_exporter.payload import Body
-        from dt_exporter.spool import Spool
+        from dt_exporter._payload import Body
+        from dt_exporter._spool import Spool
         parent = Spool(sys.argv[1], 1 << 20)
         parent.write(Body("logs", b'["parent"]', 1, "identity"))
         pid = os.fork()

@@ -13,7 +13,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dt_exporter.text import (
+from dt_exporter._text import (
     CYCLIC,
     JSON_MAX_DEPTH,
     TOO_DEEP,

@@ -10,6 +10,15 @@ import zlib
 import pytest
 from urllib3.exceptions import ProxyError
 
+from dt_exporter._transport import (
+    Transport,
+    _decoded,
+    _split_proxy_url,
+    _tunnel_refusal,
+    bypasses_proxy,
+    describe_proxy,
+    select_proxy,
+)
 from dt_exporter.config import (
     DIRECT,
     ExporterConfig,
@@ -19,15 +28,6 @@ from dt_exporter.config import (
     resolve_proxies,
 )
 from dt_exporter.errors import ConfigError
-from dt_exporter.transport import (
-    Transport,
-    _decoded,
-    _split_proxy_url,
-    _tunnel_refusal,
-    bypasses_proxy,
-    describe_proxy,
-    select_proxy,
-)
 
 PROXY = "http://user:s3cr%40t@proxy.corp:3128"
 BASE = {"DT_ENDPOINT": "https://abc12345.live.dynatrace.com", "DT_API_TOKEN": "dt0c01.X.Y"}

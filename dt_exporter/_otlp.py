@@ -88,8 +88,8 @@ from dt_exporter._protowire import (
     varint,
     varint_size,
 )
+from dt_exporter._text import describe, scrub, truncate_utf8
 from dt_exporter.limits import DEFAULT_OTLP_REQUEST_BYTES, LimitProfile
-from dt_exporter.text import describe, scrub, truncate_utf8
 
 NESTING_MARKER: Final = "<truncated due to nesting limit>"
 CYCLE_MARKER: Final = "<cyclic>"

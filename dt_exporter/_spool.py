@@ -68,8 +68,8 @@ from typing import Final, cast
 
 import orjson
 
+from dt_exporter._payload import Body, Encoding
 from dt_exporter.errors import ConfigError, SpoolError
-from dt_exporter.payload import Body, Encoding
 
 _log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
-from dt_exporter.text import json_dumps
+from dt_exporter._text import json_dumps
 
 Encoding = Literal["gzip", "identity"]
 
