@@ -24,6 +24,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 
 from dt_exporter import _payload as payload
 from dt_exporter._payload import Batch, Body, Encoding
+from dt_exporter._timestamps import MICROS_MAX
 from dt_exporter.config import ExporterConfig
 from dt_exporter.limits import MAX_RECORD_AGE_NS, STALE_MARGIN_NS
 from dt_exporter.lines import Chunk, parse_timestamp, timestamp_ms
@@ -188,9 +189,13 @@ class LogBatcher:
                     dropped["unmappable"] += 1
                     continue
                 # `timestamp_ms`, its first (and usual) key without the call
-                ts = (parse_timestamp(mapped["timestamp"]) if "timestamp" in mapped
-                      else timestamp_ms(mapped))
+                raw = mapped.get("timestamp")
+                ts = parse_timestamp(raw) if raw is not None else timestamp_ms(mapped)
                 if ts is not None:
+                    if type(raw) is int and raw > MICROS_MAX:
+                        # epoch ns: Dynatrace reads s, ms and µs only (it would stamp the
+                        # record with the ingest time); send the moment it means, in ms
+                        mapped["timestamp"] = ts
                     if ts < cutoff_ms:
                         dropped["too_old"] += 1
                         continue

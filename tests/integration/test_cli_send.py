@@ -87,6 +87,23 @@ def test_stdin_dash_delivers_ndjson(dynatrace: DynatraceEmulator) -> None:
     assert sorted(r.attributes["seq"] for r in dynatrace.records) == list(range(50))
 
 
+def test_epoch_nanoseconds_arrive_as_the_moment_they_mean(dynatrace: DynatraceEmulator) -> None:
+    """A 19-digit `timestamp` (epoch ns, which Dynatrace does not read: it would stamp the
+    record with the ingest time) is sent as epoch ms; s, ms and µs go as they are."""
+    now_ns = time.time_ns()
+    stamps = {"ns": now_ns, "ms": now_ns // 1_000_000, "s": now_ns // 1_000_000_000}
+    data = "".join(json.dumps({"content": unit, "timestamp": value}) + "\n"
+                   for unit, value in stamps.items())
+    result = send(dynatrace, "-", stdin=data.encode())
+    assert result.returncode == 0, result.stderr
+    sent = {obj["content"]: obj["timestamp"]
+            for request in dynatrace.requests for obj in json.loads(request.body)}
+    assert sent == {"ns": now_ns // 1_000_000, "ms": now_ns // 1_000_000,
+                    "s": now_ns // 1_000_000_000}
+    read = {r.content: r.timestamp for r in dynatrace.records}
+    assert read["ns"] == read["ms"] == now_ns // 1_000_000
+
+
 def test_gzip_file_and_invalid_utf8(dynatrace: DynatraceEmulator, tmp_path: Path) -> None:
     """A .gz file is decompressed; bytes that are not UTF-8 arrive as U+FFFD."""
     path = tmp_path / "app.log.gz"
