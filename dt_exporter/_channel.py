@@ -292,14 +292,16 @@ class Channel:
             self.after_fork_in_child()
         if not self._thread_alive() and not self._ensure_thread():
             return self._run_here(deadline)
-        self._flushing += 1
+        with self._lock:
+            self._flushing += 1
         self._queue.wake()  # a lingering sender goes at once
         try:
             with self._progress:
                 return self._progress.wait_for(
                     self._idle, max(deadline - self._clock.monotonic(), 0.0))
         finally:
-            self._flushing -= 1
+            with self._lock:
+                self._flushing -= 1
 
     def shutdown(self, timeout_s: float) -> ShutdownReport:
         """Refuse new bodies, deliver what is queued within `timeout_s`, then stop. What is left
@@ -310,6 +312,7 @@ class Channel:
             self._closed = True
         deadline = self._clock.monotonic() + max(timeout_s, 0.0)
         self._hurry_until = deadline
+        self._queue.wake()  # a lingering sender goes at once
         if self._thread_alive():
             # Drain, but stop waiting as soon as the thread sleeps past the deadline.
             with self._progress:
@@ -389,7 +392,18 @@ class Channel:
             run = self._coalescible_run(job)
             self._busy = True
             self._accounting.set_in_flight(job.records + sum(m.records for m in run))
-        return self._coalesce(job, run) if run else job
+        if not run:
+            return job
+        try:
+            return self._coalesce(job, run)
+        except Exception:  # a bug (an unreadable body?) must not stop the sender: go one by one
+            _log.exception("dt_exporter: could not coalesce bodies; sending them one by one")
+            with self._lock:
+                for member in (job, *run):
+                    member.solo = True
+                self._queue.put_front(run)
+                self._accounting.set_in_flight(job.records)
+            return job
 
     def _linger(self) -> None:
         """While only small coalescible bodies are queued, and fewer than make a good request,
@@ -504,7 +518,7 @@ class Channel:
         while True:
             if self._abort.is_set() or (stop_at is not None and clock.monotonic() >= stop_at):
                 return self._put_back(job)
-            if job.members is not None and job.oldest_ns < self._cutoff_ns():
+            if job.members is not None and 0 < job.oldest_ns < self._cutoff_ns():
                 return self._unmerge(job)  # each member expires its own records
             if not self._expire(route, job):
                 return True

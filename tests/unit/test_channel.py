@@ -511,3 +511,17 @@ def test_otlp_requests_concatenate_and_expire_per_record() -> None:
     kept, left, expired, oldest = otlp.expire_records(merged, NOW_NS - MAX_RECORD_AGE_NS)
     assert (left, expired, oldest) == (2, 1, NOW_NS) and kept is not None
     assert otlp.count_records(kept) == 2
+
+
+def test_security_events_without_timestamps_coalesce() -> None:
+    """Bodies with no timestamp (security events) coalesce too: no age, nothing to expire."""
+    route = _routes.security(CONFIG, "scanner")
+    transport = FakeTransport(ok(202))
+    ch = channel(transport, FakeClock(), route=route)
+    for i in range(5):
+        data = orjson.dumps([{"finding": i}])
+        ch.submit(Batch(1, [Body("security", data, 1, "identity", raw_size=len(data))]))
+    assert ch.flush(1.0)
+    assert len(transport.requests) == 1
+    assert orjson.loads(transport.requests[0][1]) == [{"finding": i} for i in range(5)]
+    assert ch.stats().delivered == 5 and ch.stats().balanced
