@@ -122,18 +122,6 @@ def _join(parts: list[bytes]) -> bytes:
     return b"[" + b",".join(parts) + b"]"
 
 
-def split_json_array(data: bytes) -> tuple[bytes, bytes] | None:
-    """Halve a JSON array body (after a 413); None when it holds fewer than two objects."""
-    try:
-        items = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(items, list) or len(items) < 2:
-        return None
-    middle = len(items) // 2
-    return orjson.dumps(items[:middle]), orjson.dumps(items[middle:])
-
-
 def count_json_array(data: bytes) -> int:
     try:
         items = orjson.loads(data)

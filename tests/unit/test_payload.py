@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from dt_exporter._payload import (
-    compress,
-    count_json_array,
-    decompress,
-    json_arrays,
-    split_json_array,
-)
+from dt_exporter._payload import compress, count_json_array, decompress, json_arrays
+from dt_exporter._routes import split_json_array
 
 
 def fixed(i: int) -> dict[str, str]:
@@ -170,7 +165,8 @@ def test_split_halves_keep_every_object_in_order(count: int) -> None:
     data = json.dumps(objects).encode()
     halves = split_json_array(data)
     assert halves is not None
-    first, second = (json.loads(half) for half in halves)
+    first, second = (json.loads(half) for half, _ in halves)
+    assert [records for _, records in halves] == [len(first), len(second)]
     assert first + second == objects
     assert len(first) == count // 2
     assert abs(len(first) - len(second)) <= 1
