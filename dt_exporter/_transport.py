@@ -494,17 +494,9 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    """As `_WatchedHTTPConnection`, for https:// (and the CONNECT tunnel before TLS)."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _adopt(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _adopt(self.sock)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """As `_WatchedHTTPConnection`, for https:// (and the CONNECT tunnel before TLS): its
+    methods come first in the MRO and hand over to HTTPSConnection's."""
 
 
 # urllib3 names the connection class in its messages ("HTTPConnection(host=..., port=...)"):
