@@ -94,9 +94,9 @@ class DynatraceLogExporter(LogRecordExporter):
             return
         cfg = self._config
         route = _routes.logs(cfg)
-        self._enriched = (_enrichment.attributes_or_none(strict=bool(settings)) is not None)
-        self._batcher = LogBatcher(cfg, route.name,
-                                   _enrichment.attributes() if self._enriched else None)
+        enrichment = _enrichment.attributes_or_none(strict=bool(settings))
+        self._enriched = enrichment is not None  # a forked worker re-reads its own
+        self._batcher = LogBatcher(cfg, route.name, enrichment)
         self._channel = Channel.for_config(cfg, [route],
                                            spool=self._open_spool(cfg, strict=bool(settings)))
 
