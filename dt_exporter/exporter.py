@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Final
 
-from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from dt_exporter import _enrichment, _forks, _routes, _selflog
@@ -204,17 +204,15 @@ class DynatraceLogExporter(LogRecordExporter):
         return f"DynatraceLogExporter({target!r})"
 
 
-class _FlushCompanion:
+class _FlushCompanion(LogRecordProcessor):
     """A log record processor that only flushes: after the SDK's batch processor has exported
     what it held, this waits until the exporter has delivered it (see the module docstring)."""
 
     def __init__(self, exporter: DynatraceLogExporter) -> None:
         self._exporter = weakref.ref(exporter)
 
-    def on_emit(self, log_record: Any) -> None:
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         pass
-
-    emit = on_emit  # the SDK's older name
 
     def shutdown(self) -> None:
         pass
@@ -232,7 +230,7 @@ def _add_flush_companion(exporter: DynatraceLogExporter) -> None:
 
         provider = get_logger_provider()
         if isinstance(provider, LoggerProvider):
-            provider.add_log_record_processor(_FlushCompanion(exporter))  # type: ignore[arg-type]
+            provider.add_log_record_processor(_FlushCompanion(exporter))
     except Exception:  # an SDK that changed shape: flush keeps its old meaning
         _log.debug("dt_exporter: could not add the flush companion", exc_info=True)
 
