@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from _support import FAST
+from _support import settle as _settle
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -24,14 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from dt_exporter import DeliveryStats, DynatraceHandler, DynatraceLogExporter, setup_dynatrace
 from dt_exporter.testing import DynatraceEmulator
 
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
 RESOURCE = Resource.create({"service.name": "handler-it", "service.version": "1.2.3"})
-
-
-@pytest.fixture
-def emulator() -> Iterator[DynatraceEmulator]:
-    with DynatraceEmulator() as dt:
-        yield dt
 
 
 @pytest.fixture
@@ -51,10 +46,7 @@ def handler_for(dt: DynatraceEmulator, **settings: Any) -> DynatraceHandler:
 
 
 def settle(handler: DynatraceHandler) -> DeliveryStats:
-    assert handler.flush(20), "flush did not finish"
-    stats = handler.stats()
-    assert stats.balanced, stats
-    return stats
+    return _settle(handler, 20.0)
 
 
 def test_records_arrive_as_the_exporter_paths_do(emulator, logger):

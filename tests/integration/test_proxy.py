@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import ssl
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from dt_exporter._retry import PERMANENT_MEANING, Outcome, classify
 from dt_exporter._transport import Transport
@@ -77,17 +75,6 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
     server = ForwardProxy(tmp_path_factory.mktemp("proxy"))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def tls_emulator(tmp_path: Path) -> Iterator[tuple[DynatraceEmulator, Path]]:
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    with DynatraceEmulator(ssl_context=context) as dt:
-        yield dt, ca_file
 
 
 def _headers(dt: DynatraceEmulator) -> dict[str, str]:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import logging
-import ssl
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-import trustme
+from _support import FAST
 
 from dt_exporter import DynatraceLogExporter
-from dt_exporter.testing import DynatraceEmulator
-
-FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
 
 
-@pytest.fixture
-def private_ca_gate(tmp_path: Path) -> Iterator[tuple[DynatraceEmulator, Path]]:
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    with DynatraceEmulator(ssl_context=context) as dt:
-        yield dt, ca_file
-
-
-def test_verification_is_on_by_default(private_ca_gate, make_records, caplog):
+def test_verification_is_on_by_default(tls_emulator, make_records, caplog):
     """An untrusted certificate is a TLS error: retried, never delivered, logged as such."""
-    dt, _ = private_ca_gate
+    dt, _ = tls_emulator
     exporter = DynatraceLogExporter(endpoint=dt.url, token=dt.token, retry_max_elapsed_s=0.3,
                                     **FAST)
     with caplog.at_level(logging.WARNING):
@@ -43,9 +25,9 @@ def test_verification_is_on_by_default(private_ca_gate, make_records, caplog):
     exporter.shutdown()
 
 
-def test_a_ca_bundle_makes_the_private_ca_trusted(private_ca_gate, make_records):
+def test_a_ca_bundle_makes_the_private_ca_trusted(tls_emulator, make_records):
     """DT_EXPORTER_CA_BUNDLE (ca_bundle=) is how an ActiveGate's private CA is trusted."""
-    dt, ca_file = private_ca_gate
+    dt, ca_file = tls_emulator
     exporter = DynatraceLogExporter(endpoint=dt.url, token=dt.token, ca_bundle=str(ca_file),
                                     **FAST)
     exporter.export(make_records(3))
@@ -55,10 +37,10 @@ def test_a_ca_bundle_makes_the_private_ca_trusted(private_ca_gate, make_records)
     exporter.shutdown()
 
 
-def test_switching_verification_off_works_and_says_so_loudly(private_ca_gate, make_records,
+def test_switching_verification_off_works_and_says_so_loudly(tls_emulator, make_records,
                                                               caplog):
     """The explicit switch delivers, and logs a warning naming its setting."""
-    dt, _ = private_ca_gate
+    dt, _ = tls_emulator
     with caplog.at_level(logging.WARNING):
         exporter = DynatraceLogExporter(endpoint=dt.url, token=dt.token,
                                         insecure_skip_tls_verify=True, **FAST)
