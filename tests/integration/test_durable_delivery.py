@@ -104,7 +104,13 @@ def test_kill_9_mid_outage_then_a_new_process_delivers_everything(tmp_path, emul
     delivered, duplicates, balanced, flushed = out.split("stats", 1)[1].split()
     assert (int(delivered), balanced, flushed) == (510, "True", "True")
     assert int(duplicates) == 500
-    assert ids(emulator.records) == [*range(500), *range(1000, 1010)]
+    # At least once: the victim's last request may still be in the emulator's hands when it
+    # dies and be answered after the outage ends (`reset`); those records then arrive twice,
+    # and every record that does was announced as a possible duplicate.
+    received = ids(emulator.records)
+    assert sorted(set(received)) == [*range(500), *range(1000, 1010)]
+    twice = len(received) - len(set(received))
+    assert twice <= int(duplicates) and all(received.count(i) <= 2 for i in range(500))
     assert not list(spool.glob("*.body")), "delivered bodies are removed from the spool"
 
 
