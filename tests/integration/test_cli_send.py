@@ -279,18 +279,25 @@ def test_join_encoded_adds_up_the_parts() -> None:
     assert join_encoded([Encoded(1, [], 0, {"too_old": 1})]).requests == []
 
 
-def test_records_of_an_open_pipe_are_sent_before_it_ends(dynatrace: DynatraceEmulator) -> None:
-    """Lines from a pipe that stays open go out once their block (2 MB) is read, within a
-    moment: packing chunks into requests never holds them until more input or the end."""
+def send_into_an_open_pipe(dynatrace: DynatraceEmulator) -> subprocess.Popen[bytes]:
+    """`send -` with 22,000 lines (2.2 MB: one whole 2 MB block, and some more) written to its
+    standard input, which stays open."""
     process = subprocess.Popen(
         [sys.executable, "-m", "dt_exporter", "send", "-"], cwd=REPO,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "DT_ENDPOINT": dynatrace.url, "DT_API_TOKEN": dynatrace.token},
     )
     assert process.stdin is not None
+    process.stdin.write(b"".join(b"line %08d " % i + b"x" * 84 + b"\n" for i in range(22_000)))
+    process.stdin.flush()
+    return process
+
+
+def test_records_of_an_open_pipe_are_sent_before_it_ends(dynatrace: DynatraceEmulator) -> None:
+    """Lines from a pipe that stays open go out once their block (2 MB) is read, within a
+    moment: packing chunks into requests never holds them until more input or the end."""
+    process = send_into_an_open_pipe(dynatrace)
     try:
-        process.stdin.write(b"".join(b"line %08d " % i + b"x" * 84 + b"\n" for i in range(22_000)))
-        process.stdin.flush()  # 2.2 MB: one whole 2 MB block (20,971 lines), and some more
         dynatrace.wait_for_records(20_000, timeout=30)
     finally:
         try:
@@ -307,15 +314,8 @@ def test_records_of_an_open_pipe_are_sent_before_it_ends(dynatrace: DynatraceEmu
 def test_ctrl_c_exits_130_with_every_read_record_accounted(dynatrace: DynatraceEmulator) -> None:
     """Ctrl-C while the input is still open: exit 130 at once, and the summary accounts for
     every record read (delivered or dropped by reason), none left with the packing thread."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dt_exporter", "send", "-"], cwd=REPO,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "DT_ENDPOINT": dynatrace.url, "DT_API_TOKEN": dynatrace.token},
-    )
-    assert process.stdin is not None
+    process = send_into_an_open_pipe(dynatrace)
     try:
-        process.stdin.write(b"".join(b"line %08d " % i + b"x" * 84 + b"\n" for i in range(22_000)))
-        process.stdin.flush()
         dynatrace.wait_for_records(20_000, timeout=30)  # the first block is through
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
